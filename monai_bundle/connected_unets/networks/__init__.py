@@ -19,13 +19,21 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 
 
-def get_network(name: str, **kwargs: Any) -> nn.Module:
-    """Build a network by its name (``unet``, ..., ``connected_resunets``) with constructor kwargs."""
-    try:
-        network = NETWORKS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}") from None
-    return network(**kwargs)
+CONNECTED = ("connected_unets", "connected_aunets", "connected_resunets")
 
 
-__all__ = ["NETWORKS", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network"]
+def get_network(name: str, aspp: bool = True, **kwargs: Any) -> nn.Module:
+    """Build a network by its name (``unet``, ..., ``connected_resunets``) with constructor kwargs.
+
+    ``aspp`` only concerns the Connected models (False = the paper's ablation without ASPP); the
+    baselines have none, so one config can switch networks without editing other keys.
+    """
+    key = name.lower()
+    if key not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+    if key in CONNECTED:
+        kwargs["aspp"] = aspp
+    return NETWORKS[key](**kwargs)
+
+
+__all__ = ["CONNECTED", "NETWORKS", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network"]

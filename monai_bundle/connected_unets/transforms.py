@@ -1,0 +1,234 @@
+"""MONAI dictionary transforms for the paper's ROI pipeline; the bundle configs compose them.
+
+Full mammogram + box -> ROI crop with context margin (randomly loosened in training) -> resize to
+256 x 256 (bicubic when enlarging, area when shrinking, nearest for masks) -> histogram
+equalisation to [0, 1] (MONAI ``HistogramNormalized``) -> network. After the network the ROI
+probability map is resized back to the crop and pasted into a full-size mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+from skimage import exposure
+
+from .io import load_image, load_mask
+from .roi import MarginRule, expand_box, mask_box, paste, validate_box
+
+
+def _as_chw(value: Any) -> torch.Tensor:
+    """A 2-D array or a (1, H, W) array as a float32 (1, H, W) tensor."""
+    tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim != 3 or tensor.shape[0] != 1:
+        raise ValueError(f"expected a 2-D grayscale image, got an array of shape {tuple(tensor.shape)}")
+    return tensor.float()
+
+
+class LoadMammogramd(MapTransform):
+    """Read the image (and mask) of a record: file paths go through :mod:`connected_unets.io`
+    (DICOM VOI LUT, MONOCHROME1, ...); arrays already in memory pass through. Output (1, H, W) float32;
+    masks become {0, 1}. ``image_size`` records the full image's (H, W) for pasting back."""
+
+    def __init__(self, keys: KeysCollection, label_keys: KeysCollection = (), allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_keys = {label_keys} if isinstance(label_keys, str) else set(label_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+                value = load_mask(value) if key in self.label_keys else load_image(value).array
+            tensor = _as_chw(value)
+            if key in self.label_keys:
+                tensor = (tensor > 0.5 * tensor.max().clamp(min=1e-6)).float()
+            elif not torch.isfinite(tensor).all():
+                raise ValueError(f"{data.get('image_path', key)}: image contains NaN or infinite values")
+            d[key] = tensor
+        first = next(iter(self.key_iterator(d)), None)
+        if first is not None:
+            d["image_size"] = list(d[first].shape[-2:])
+        return d
+
+
+class CropROId(MapTransform, RandomizableTransform):
+    """Crop the ROI of one lesion: its box plus the paper's context margin (:class:`MarginRule`).
+
+    The box comes from ``box_key`` or, when absent, from the bounding box of ``label_key``.
+    ``loosen`` = (low, high) draws, with probability ``prob``, an extra margin per side uniformly in
+    that range (fractions of the box size): training against loosely drawn boxes. ``extra_margin``
+    adds a fixed loosening (evaluation of loose boxes). Records the crop as ``roi_box``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        box_key: str = "box",
+        label_key: str | None = "label",
+        relative_margin: float = 0.1,
+        min_margin_fraction: float = 0.01,
+        loosen: Sequence[float] = (0.0, 0.0),
+        prob: float = 0.0,
+        extra_margin: float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.box_key = box_key
+        self.label_key = label_key
+        self.rule = MarginRule(relative_margin, min_margin_fraction)
+        self.loosen = (float(loosen[0]), float(loosen[1]))
+        self.extra_margin = float(extra_margin)
+
+    def _lesion_box(self, d: Mapping[Hashable, Any], image_shape: Sequence[int]) -> tuple[int, int, int, int]:
+        source = str(d.get("image_path", d.get(self.box_key, "image")))
+        box = d.get(self.box_key)
+        if box is None:
+            if self.label_key is None or self.label_key not in d:
+                raise ValueError(f"{source}: no box given and no mask to derive one from")
+            return mask_box(np.asarray(d[self.label_key][0]) > 0)
+        return validate_box([float(v) for v in np.asarray(box).ravel()], image_shape, source)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        first = next(iter(self.key_iterator(d)))
+        image_shape = d[first].shape[-2:]
+        box = self._lesion_box(d, image_shape)
+        self.randomize(None)
+        extra = np.full(4, self.extra_margin)
+        if self._do_transform:
+            extra = extra + self.R.uniform(self.loosen[0], self.loosen[1], size=4)
+        x0, y0, x1, y1 = expand_box(box, image_shape, self.rule, extra.tolist())
+        for key in self.key_iterator(d):
+            d[key] = d[key][..., y0:y1, x0:x1]
+        d["roi_box"] = [x0, y0, x1, y1]
+        return d
+
+
+def _resize(image: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """Resize a (C, H, W) tensor with torch; bicubic output is clipped to the input's range."""
+    batch = image[None].float()
+    if mode == "bicubic":
+        out = F.interpolate(batch, size=tuple(size), mode="bicubic", align_corners=False)
+        out = out.clamp(float(image.min()), float(image.max()))
+    elif mode == "nearest":
+        out = F.interpolate(batch, size=tuple(size), mode="nearest-exact")
+    else:
+        out = F.interpolate(batch, size=tuple(size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+    return out[0]
+
+
+class ResizeROId(MapTransform):
+    """Resize the ROI to ``spatial_size``: bicubic when enlarging, area averaging when shrinking (the
+    paper's rule, chosen per ROI from its pixel count), nearest for ``label_keys``."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: Sequence[int] = (256, 256),
+        label_keys: KeysCollection = (),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_size = tuple(int(s) for s in spatial_size)
+        self.label_keys = {label_keys} if isinstance(label_keys, str) else set(label_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            if key in self.label_keys:
+                mode = "nearest"
+            else:
+                enlarging = np.prod(self.spatial_size) > image.shape[-2] * image.shape[-1]
+                mode = "bicubic" if enlarging else "area"
+            d[key] = _resize(image, self.spatial_size, mode)
+        return d
+
+
+class RandCLAHEd(MapTransform, RandomizableTransform):
+    """The paper's "two different CLAHE transforms" as random augmentation: with probability
+    ``prob`` one of ``variants`` (clip limit, tiles per side) is applied to an image in [0, 1].
+
+    The paper gives no parameters; ours are OpenCV-like defaults (8 x 8 tiles) and a stronger
+    variant (4 x 4 tiles, 3x the clip limit). See docs/deviations.md.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.3,
+        variants: Sequence[Sequence[float]] = ((0.01, 8), (0.03, 4)),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.variants = [(float(clip), int(tiles)) for clip, tiles in variants]
+        self._variant = 0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self._variant = int(self.R.randint(len(self.variants)))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        clip, tiles = self.variants[self._variant]
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            kernel = [max(s // tiles, 1) for s in image.shape[-2:]]
+            channels = [
+                exposure.equalize_adapthist(np.clip(c.numpy(), 0, 1), kernel_size=kernel, clip_limit=clip)
+                for c in image.float()
+            ]
+            d[key] = torch.as_tensor(np.stack(channels), dtype=torch.float32)
+        return d
+
+
+class RestoreROId(MapTransform):
+    """Resize a (C, 256, 256) prediction back to the size of its crop (bilinear, for probabilities)."""
+
+    def __init__(self, keys: KeysCollection, roi_box_key: str = "roi_box", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.roi_box_key = roi_box_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        x0, y0, x1, y1 = (int(v) for v in np.asarray(d[self.roi_box_key]).ravel())
+        for key in self.key_iterator(d):
+            d[key] = _resize(torch.as_tensor(d[key]).float(), (y1 - y0, x1 - x0), "bilinear")
+        return d
+
+
+class PasteROId(MapTransform):
+    """Paste a (1, h, w) binary ROI mask into a full-size (1, H, W) uint8 mask at ``roi_box``."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        roi_box_key: str = "roi_box",
+        image_size_key: str = "image_size",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.roi_box_key = roi_box_key
+        self.image_size_key = image_size_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        roi_box = tuple(int(v) for v in np.asarray(d[self.roi_box_key]).ravel())
+        image_size = [int(v) for v in np.asarray(d[self.image_size_key]).ravel()]
+        for key in self.key_iterator(d):
+            roi_mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0] > 0.5
+            d[key] = torch.as_tensor(paste(roi_mask.astype(np.uint8), roi_box, image_size))[None]
+        return d

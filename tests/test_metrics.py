@@ -1,0 +1,231 @@
+"""Specification of the per-image evaluation metrics and their test-set summary."""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from connected_unets.metrics import (
+    case_scores,
+    dice,
+    final_segmentation_accuracy,
+    iou,
+    iou90,
+    pixel_roc_auc,
+    summarize,
+)
+
+SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
+MASKS = SHARED / "data" / "cdd_cesm_dm" / "masks_bin"
+
+
+def _real_mask(name: str = "P102_R_DM_CC.png") -> np.ndarray:
+    """A real single-mass 0/255 mask as bool."""
+    path = MASKS / name
+    if not path.is_file():
+        pytest.skip(f"real mask {path} not available (set CONNECTED_UNETS_SHARED)")
+    return np.asarray(Image.open(path)) > 0
+
+
+def _overlap_pair() -> tuple[np.ndarray, np.ndarray]:
+    """pred has 3 px, target 4 px, 2 px overlap."""
+    pred = np.zeros((4, 4), bool)
+    target = np.zeros((4, 4), bool)
+    pred[0, 0:3] = True
+    target[0, 1:3] = True
+    target[1, 1:3] = True
+    return pred, target
+
+
+# --- Dice / IoU ------------------------------------------------------------------------------
+
+
+def test_dice_of_identical_masks_is_one():
+    pred, _ = _overlap_pair()
+    assert dice(pred, pred) == 1.0
+
+
+def test_dice_and_iou_hand_computed():
+    pred, target = _overlap_pair()
+    assert dice(pred, target) == pytest.approx(4 / 7)
+    assert iou(pred, target) == pytest.approx(2 / 5)
+
+
+def test_disjoint_masks_score_zero():
+    pred = np.zeros((4, 4), bool)
+    target = np.zeros((4, 4), bool)
+    pred[0, 0] = True
+    target[3, 3] = True
+    assert dice(pred, target) == 0.0
+    assert iou(pred, target) == 0.0
+
+
+def test_both_empty_counts_as_perfect():
+    empty = np.zeros((4, 4), bool)
+    assert dice(empty, empty) == 1.0
+    assert iou(empty, empty) == 1.0
+
+
+def test_prediction_on_empty_target_scores_zero():
+    pred, _ = _overlap_pair()
+    empty = np.zeros_like(pred)
+    assert dice(pred, empty) == 0.0
+    assert iou(pred, empty) == 0.0
+
+
+def test_masks_may_be_0_255_uint8():
+    pred, target = _overlap_pair()
+    assert dice(pred.astype(np.uint8) * 255, target.astype(np.uint8)) == pytest.approx(4 / 7)
+
+
+def test_dice_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(4, 4\).*\(4, 5\)"):
+        dice(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
+
+
+def test_real_mask_dice_with_itself_is_one():
+    mask = _real_mask()
+    assert dice(mask, mask) == 1.0
+    assert iou(mask, mask) == 1.0
+
+
+def test_real_mask_dice_with_shifted_copy_matches_numpy():
+    mask = _real_mask()
+    shifted = np.zeros_like(mask)
+    shifted[:, 1:] = mask[:, :-1]
+    inter = np.logical_and(mask, shifted).sum()
+    expected_dice = 2 * inter / (mask.sum() + shifted.sum())
+    expected_iou = inter / np.logical_or(mask, shifted).sum()
+    assert dice(mask, shifted) < 1.0
+    assert dice(mask, shifted) == pytest.approx(expected_dice, rel=1e-6)
+    assert iou(mask, shifted) == pytest.approx(expected_iou, rel=1e-6)
+
+
+# --- pixel ROC AUC ---------------------------------------------------------------------------
+
+
+def test_auc_of_perfect_ranking_is_one():
+    target = np.array([[0, 0, 1, 1]])
+    assert pixel_roc_auc(np.array([[0.1, 0.2, 0.8, 0.9]]), target) == pytest.approx(1.0)
+
+
+def test_auc_of_inverted_ranking_is_zero():
+    target = np.array([[0, 0, 1, 1]])
+    assert pixel_roc_auc(np.array([[0.9, 0.8, 0.2, 0.1]]), target) == pytest.approx(0.0)
+
+
+def test_auc_counts_ties_as_half():
+    # one positive tied with one negative, the other positive above both: (1 + 1 + 0.5 + 1) / 4
+    target = np.array([0, 0, 1, 1])
+    assert pixel_roc_auc(np.array([0.1, 0.5, 0.5, 0.9]), target) == pytest.approx(3.5 / 4)
+
+
+def test_auc_of_single_class_target_is_nan():
+    prob = np.array([[0.1, 0.9]])
+    assert math.isnan(pixel_roc_auc(prob, np.zeros((1, 2))))
+    assert math.isnan(pixel_roc_auc(prob, np.ones((1, 2))))
+
+
+def test_auc_rejects_nan_probabilities():
+    with pytest.raises(ValueError, match="NaN"):
+        pixel_roc_auc(np.array([[np.nan, 0.5]]), np.array([[0, 1]]))
+
+
+def test_auc_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        pixel_roc_auc(np.zeros(2), np.zeros(3))
+
+
+def test_auc_of_real_mask_as_its_own_probability_is_one():
+    mask = _real_mask()
+    assert pixel_roc_auc(mask.astype(np.float32), mask) == pytest.approx(1.0)
+
+
+# --- IoU_90 and final segmentation accuracy --------------------------------------------------
+
+
+def test_iou90_averages_only_cases_at_or_above_threshold():
+    mean, fraction = iou90([0.95, 0.9, 0.5, 0.2])
+    assert mean == pytest.approx(0.925)
+    assert fraction == pytest.approx(0.5)
+
+
+def test_iou90_mean_is_nan_when_no_case_qualifies():
+    mean, fraction = iou90([0.5, 0.89])
+    assert math.isnan(mean)
+    assert fraction == 0.0
+
+
+def test_iou90_threshold_is_an_argument():
+    assert iou90([0.85, 0.5], threshold=0.8) == (pytest.approx(0.85), pytest.approx(0.5))
+
+
+def test_final_segmentation_accuracy_is_detection_rate_times_iou90_mean():
+    assert final_segmentation_accuracy(0.98, 0.95) == pytest.approx(0.931)
+
+
+def test_final_segmentation_accuracy_rejects_rate_outside_unit_interval():
+    with pytest.raises(ValueError, match="detection_rate"):
+        final_segmentation_accuracy(98.0, 0.95)
+
+
+# --- case_scores / summarize -----------------------------------------------------------------
+
+
+def test_case_scores_binarises_and_keeps_largest_component():
+    target = np.zeros((8, 8), bool)
+    target[2:6, 2:6] = True
+    prob = np.where(target, 0.9, 0.1)
+    prob[0, 7] = 0.95  # isolated, confident false positive
+    with_lcc = case_scores(prob, target)
+    without = case_scores(prob, target, largest_component=False)
+    assert with_lcc["dice"] == 1.0 and with_lcc["iou"] == 1.0
+    assert without["dice"] == pytest.approx(32 / 33)
+    assert with_lcc["auc"] == without["auc"] < 1.0  # AUC sees the raw probabilities
+
+
+def test_case_scores_threshold_is_an_argument():
+    target = np.array([[1, 1, 0, 0]], bool)
+    prob = np.array([[0.9, 0.6, 0.1, 0.1]])
+    assert case_scores(prob, target, threshold=0.7)["iou"] == pytest.approx(0.5)
+
+
+def test_case_scores_real_mask_with_spurious_blob():
+    mask = _real_mask()
+    prob = np.where(mask, 0.9, 0.05)
+    prob[10:20, 10:20] = 0.8  # far from the mass
+    assert case_scores(prob, mask)["dice"] == 1.0
+    assert case_scores(prob, mask, largest_component=False)["dice"] < 1.0
+
+
+def test_case_scores_rejects_nan_and_shape_mismatch():
+    with pytest.raises(ValueError, match="NaN"):
+        case_scores(np.array([[np.nan, 0.5]]), np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="shape"):
+        case_scores(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_summarize_reports_nan_aware_mean_and_median():
+    scores = [
+        {"dice": 1.0, "iou": 1.0, "auc": float("nan")},
+        {"dice": 0.8, "iou": 0.95, "auc": 0.9},
+        {"dice": 0.0, "iou": 0.0, "auc": 0.7},
+    ]
+    s = summarize(scores)
+    assert s["n"] == 3
+    assert s["dice_mean"] == pytest.approx(0.6) and s["dice_median"] == pytest.approx(0.8)
+    assert s["auc_mean"] == pytest.approx(0.8) and s["auc_median"] == pytest.approx(0.8)
+    assert s["iou90_mean"] == pytest.approx(0.975) and s["iou90_fraction"] == pytest.approx(2 / 3)
+
+
+def test_summarize_all_nan_auc_is_nan():
+    s = summarize([{"dice": 1.0, "iou": 1.0, "auc": float("nan")}])
+    assert math.isnan(s["auc_mean"]) and math.isnan(s["auc_median"])
+
+
+def test_summarize_rejects_empty_list():
+    with pytest.raises(ValueError, match="empty"):
+        summarize([])
