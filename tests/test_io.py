@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import os
 import shutil
@@ -191,7 +190,7 @@ def test_text_file_named_dcm_is_rejected(tmp_path):
     assert str(caught.value).startswith(f"{path}: ")
 
 
-def test_dicom_without_pixel_data_is_rejected(tmp_path, real_dataset):
+def test_dicom_without_pixel_data_is_rejected(tmp_path):
     header_only = pydicom.dcmread(REAL_DICOMS[0], stop_before_pixels=True)
     header_only.save_as(tmp_path / "no_pixels.dcm")
     with pytest.raises(ImageReadError, match="no pixel data"):

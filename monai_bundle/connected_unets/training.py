@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 
 from .io import atomic_output
@@ -26,6 +27,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file in the same folder, then an atomic rename."""
     with atomic_output(Path(path)) as tmp:
         torch.save(obj, tmp)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run, or a plain run: the one process that writes checkpoints."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _state(objects: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,6 +54,8 @@ class TrainStateSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
 
     def __call__(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
         atomic_torch_save(_state(self.save_dict), self.save_file)
         logger.info("epoch %d: training state saved to %s", engine.state.epoch, self.save_file)
 
@@ -75,7 +83,7 @@ class BestModelSaver:
     def __call__(self, engine: Engine) -> None:
         name = engine.state.key_metric_name
         score = float(engine.state.metrics[name])
-        if not math.isfinite(score) or score <= self.best_score():
+        if not is_main_process() or not math.isfinite(score) or score <= self.best_score():
             return
         network = self.network.module if hasattr(self.network, "module") else self.network
         atomic_torch_save(network.state_dict(), self.save_file)

@@ -35,7 +35,8 @@ def _as_chw(value: Any) -> torch.Tensor:
 class LoadMammogramd(MapTransform):
     """Read the image (and mask) of a record: file paths go through :mod:`connected_unets.io`
     (DICOM VOI LUT, MONOCHROME1, ...); arrays already in memory pass through. Output (1, H, W) float32;
-    masks become {0, 1}. ``image_size`` records the full image's (H, W) for pasting back."""
+    masks become {0, 1}. ``image_size`` records the full image's (H, W) for pasting back and
+    ``<key>_path`` the file a value was read from (for messages and output names)."""
 
     def __init__(self, keys: KeysCollection, label_keys: KeysCollection = (), allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -46,12 +47,13 @@ class LoadMammogramd(MapTransform):
         for key in self.key_iterator(d):
             value = d[key]
             if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+                d[f"{key}_path"] = str(value)
                 value = load_mask(value) if key in self.label_keys else load_image(value).array
             tensor = _as_chw(value)
             if key in self.label_keys:
                 tensor = (tensor > 0.5 * tensor.max().clamp(min=1e-6)).float()
             elif not torch.isfinite(tensor).all():
-                raise ValueError(f"{data.get('image_path', key)}: image contains NaN or infinite values")
+                raise ValueError(f"{d.get(f'{key}_path', key)}: image contains NaN or infinite values")
             d[key] = tensor
         first = next(iter(self.key_iterator(d)), None)
         if first is not None:
@@ -89,7 +91,7 @@ class CropROId(MapTransform, RandomizableTransform):
         self.extra_margin = float(extra_margin)
 
     def _lesion_box(self, d: Mapping[Hashable, Any], image_shape: Sequence[int]) -> tuple[int, int, int, int]:
-        source = str(d.get("image_path", d.get(self.box_key, "image")))
+        source = str(d.get("image_path", "image"))
         box = d.get(self.box_key)
         if box is None:
             if self.label_key is None or self.label_key not in d:
@@ -231,4 +233,51 @@ class PasteROId(MapTransform):
         for key in self.key_iterator(d):
             roi_mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0] > 0.5
             d[key] = torch.as_tensor(paste(roi_mask.astype(np.uint8), roi_box, image_size))[None]
+        return d
+
+
+class ExtractROIsd(MapTransform):
+    """Run the per-ROI ``transform`` on every box of a full image and stack the results.
+
+    ``{"image": (1, H, W), "boxes": [[x0, y0, x1, y1], ...]}`` becomes an image of shape
+    (N, C, h, w), ``roi_box`` of shape (N, 4), so that all ROIs of an image go through the network
+    as one batch. Without boxes the whole image is one ROI.
+    """
+
+    def __init__(self, keys: KeysCollection, transform: Any, boxes_key: str = "boxes", box_key: str = "box") -> None:
+        super().__init__(keys)
+        self.transform = transform
+        self.boxes_key = boxes_key
+        self.box_key = box_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        first = next(iter(self.key_iterator(d)))
+        height, width = d[first].shape[-2:]
+        boxes = d.get(self.boxes_key)
+        boxes = [[0, 0, width, height]] if boxes is None or len(boxes) == 0 else boxes
+        rois = [self.transform({**d, self.box_key: box}) for box in boxes]
+        for key in self.key_iterator(d):
+            d[key] = torch.stack([torch.as_tensor(roi[key]) for roi in rois])
+        d["roi_box"] = torch.as_tensor([roi["roi_box"] for roi in rois])
+        return d
+
+
+class PasteROIsd(MapTransform):
+    """Undo :class:`ExtractROIsd`: post-process each ROI prediction of an (N, 1, h, w) stack with the
+    per-ROI ``transform`` (resize back, threshold, largest component, paste) and take the union."""
+
+    def __init__(self, keys: KeysCollection, transform: Any) -> None:
+        super().__init__(keys)
+        self.transform = transform
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            stack = torch.as_tensor(d[key])
+            union = None
+            for roi_pred, roi_box in zip(stack, d["roi_box"]):
+                pasted = self.transform({key: roi_pred, "roi_box": roi_box, "image_size": d["image_size"]})[key]
+                union = pasted if union is None else torch.maximum(union, pasted)
+            d[key] = union
         return d

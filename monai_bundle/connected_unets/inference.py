@@ -1,0 +1,163 @@
+"""One inference function for every front door: ``Segmenter.segment(image, boxes)``.
+
+The Segmenter takes its network, pre-processing, inferer and post-processing from the bundle's
+``configs/inference.yaml`` so that the CLI, ``monai.bundle run``, Slicer and MONAI Label produce the
+same mask for the same image and boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.config import KeysCollection
+from monai.inferers import Inferer
+from monai.transforms import MapTransform
+
+from .io import save_mask
+from .roi import validate_box
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1]
+
+
+class ROIBatchInferer(Inferer):
+    """Run a (B, N, C, H, W) stack of N ROIs per image through the network as one (B*N) batch."""
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if inputs.ndim == 4:
+            return network(inputs, *args, **kwargs)
+        batch, rois = inputs.shape[:2]
+        logits = network(inputs.reshape(batch * rois, *inputs.shape[2:]), *args, **kwargs)
+        return logits.reshape(batch, rois, *logits.shape[1:])
+
+
+class SaveMaskd(MapTransform):
+    """Write a full-size (1, H, W) mask as ``<image stem>_mask.png`` (values 0/255), atomically."""
+
+    def __init__(self, keys: KeysCollection, output_dir: str | Path, suffix: str = "_mask.png") -> None:
+        super().__init__(keys)
+        self.output_dir = Path(output_dir)
+        self.suffix = suffix
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        stem = Path(str(d.get("image_path", "image"))).stem
+        for key in self.key_iterator(d):
+            mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].astype(np.uint8)
+            path = save_mask(mask, self.output_dir / f"{stem}{self.suffix}")
+            logger.info("wrote %s", path)
+        return d
+
+
+def samples_datalist(samples_file: str | Path) -> list[dict[str, Any]]:
+    """The inference datalist of a ``samples.json`` (image, boxes), paths made absolute."""
+    samples_file = Path(samples_file)
+    samples = json.loads(samples_file.read_text())
+    return [{"image": str(samples_file.parent / s["image"]), "boxes": s["boxes"]} for s in samples]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks the first CUDA GPU when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return device
+
+
+def load_weights(network: torch.nn.Module, weights: str | Path) -> None:
+    """Load a plain state_dict (``weights_only``), keys matching exactly; one-line errors."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights not found (train them with scripts/train.sh, see README)")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{weights}: not weights of {type(network).__name__} ({first_line})") from err
+
+
+class Segmenter:
+    """Segments masses inside ROI boxes of a full mammogram, with the bundle's pipeline."""
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        preprocessing: Callable[[dict], dict],
+        inferer: Callable[..., torch.Tensor],
+        postprocessing: Callable[[dict], dict],
+        device: torch.device,
+        amp: bool = False,
+    ) -> None:
+        self.network = network.to(device).eval()
+        self.preprocessing = preprocessing
+        self.inferer = inferer
+        self.postprocessing = postprocessing
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle_dir: str | Path | None = None,
+        model: str = "connected_resunets",
+        device: str | torch.device = "auto",
+        weights: str | Path | None = None,
+        threshold: float | None = None,
+    ) -> Segmenter:
+        """Build the network, transforms and inferer of ``configs/inference.yaml`` and load weights
+        (``models/model.pt`` for ConnectedResUNets, ``models/<model>.pt`` otherwise, or ``weights``)."""
+        bundle = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
+        config_file = bundle / "configs" / "inference.yaml"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{config_file}: not found; is {bundle} a Connected-UNets bundle?")
+        torch_device = resolve_device(device)
+        parser = ConfigParser()
+        parser.read_config(config_file)
+        parser["bundle_root"] = str(bundle)
+        parser["network_name"] = model
+        parser["device"] = torch_device
+        if threshold is not None:
+            parser["threshold"] = float(threshold)
+        network = parser.get_parsed_content("network_def")
+        load_weights(network, weights if weights is not None else parser.get_parsed_content("model_file"))
+        return cls(
+            network=network,
+            preprocessing=parser.get_parsed_content("preprocessing"),
+            inferer=parser.get_parsed_content("inferer"),
+            postprocessing=parser.get_parsed_content("postprocessing"),
+            device=torch_device,
+            amp=bool(parser.get_parsed_content("amp")),
+        )
+
+    def segment(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> np.ndarray:
+        """Mask (uint8, 0 background / 1 mass) of ``image``'s shape for the masses in ``boxes``.
+
+        ``image`` is a 2-D array of any dtype (a full mammogram); ``boxes`` are (x0, y0, x1, y1)
+        pixel boxes, end exclusive. All boxes go through the network as one batch.
+        """
+        array = np.asarray(image)
+        if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+            array = np.squeeze(array, axis=0 if array.shape[0] == 1 else -1)
+        if array.ndim != 2:
+            raise ValueError(f"{source}: expected a 2-D grayscale image, got an array of shape {array.shape}")
+        if len(boxes) == 0:
+            raise ValueError(f"{source}: no ROI box given")
+        checked = [list(validate_box(box, array.shape, source)) for box in boxes]
+        data = self.preprocessing({"image": array.astype(np.float32), "boxes": checked, "image_path": source})
+        inputs = torch.as_tensor(data["image"])[None].to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
+            logits = self.inferer(inputs, self.network)
+        data["pred"] = logits[0].float().cpu()
+        mask = self.postprocessing(data)["pred"]
+        return np.asarray(torch.as_tensor(mask))[0].astype(np.uint8)

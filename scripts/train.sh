@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Train (or continue training) one network with the bundle's train config; resumes from the last
+# saved training state in runs/<network>/, so it can be re-run after any interruption.
+# Usage: scripts/train.sh NETWORK [DATASET_DIR] [extra `monai.bundle run` overrides...]
+#   e.g. scripts/train.sh connected_resunets runs/data/cdd_cesm_dm --epochs 100
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+network=${1:?network name, e.g. connected_resunets}
+dataset=$(realpath "${2:-$repo/runs/data/cdd_cesm_dm}")
+shift $(( $# >= 2 ? 2 : 1 ))
+out="$repo/runs/$network"
+mkdir -p "$out"
+cd "$repo/monai_bundle"
+python -m monai.bundle run --config_file configs/train.yaml --logging_file configs/logging.conf \
+  --network_name "$network" --dataset_dir "$dataset" --output_dir "$out" --ckpt_dir "$out" "$@"
