@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Score a bundle model on the validation patients of the shipped training data, with tight boxes and
+# with boxes loosened by 30 % per side. Per-lesion CSVs go to runs/eval/<network>/{tight,loose}/.
+# Usage: scripts/evaluate_shipped.sh [NETWORK] [WEIGHTS]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+network=${1:-connected_resunets}
+weights=${2:-$repo/monai_bundle/models/$([ "$network" = connected_resunets ] && echo model || echo "$network").pt}
+[ -d "$repo/runs/data/cdd_cesm_dm" ] || python "$repo/scripts/prepare_shipped_training_data.py"
+cd "$repo/monai_bundle"
+for boxes in tight:0.0 loose:0.3; do
+  out="$repo/runs/eval/$network/${boxes%%:*}"
+  python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']" \
+    --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
+    --dataset_dir "$repo/runs/data/cdd_cesm_dm" --output_dir "$out" \
+    --validate#box_extra_margin "${boxes##*:}" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
+  echo "$network ${boxes%%:*} boxes: $(tr '\n' ' ' < "$out/metrics.csv")"
+done

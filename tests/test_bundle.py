@@ -1,0 +1,449 @@
+"""The MONAI bundle as its users drive it: ``python -m monai.bundle run/verify_net_in_out/ckpt_export``
+and ``torchrun``, on the shipped sample data, with tiny models (features 8-16-32-64, 32 x 32 ROIs).
+
+One 1-epoch training run (module fixture ``trained``) feeds the resume, evaluation, inference and
+export tests. Evaluation, inference and the per-network checks call the same ``monai.bundle``
+functions in-process, which saves a ~10 s interpreter start per call; training, resuming,
+exporting and the distributed run go through the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import monai.bundle
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from connected_unets.networks import NETWORKS, get_network
+from connected_unets.roi import MarginRule, expand_box, validate_box
+
+BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
+META = BUNDLE / "configs" / "metadata.json"
+TRAIN = BUNDLE / "configs" / "train.yaml"
+EVALUATE = BUNDLE / "configs" / "evaluate.yaml"
+INFERENCE = BUNDLE / "configs" / "inference.yaml"
+DATALIST = json.loads((BUNDLE / "sample_data" / "rois" / "datalist.json").read_text())
+SAMPLES = json.loads((BUNDLE / "sample_data" / "samples.json").read_text())
+
+TINY = [8, 16, 32, 64]
+ROI = [32, 32]
+# command-line overrides for a tiny, fast model; fire parses the list literals
+CLI_TINY = ["--roi_size", "[32,32]", "--network_def#features", "[8,16,32,64]"]
+CLI_TRAIN = [*CLI_TINY, "--num_workers", "0", "--batch_size", "2"]
+BATCH = 2
+ITERATIONS_PER_EPOCH = math.ceil(len(DATALIST["training"]) / BATCH)
+STATE_NAME = "connected_resunets_train_state.pt"  # <network_name>_train_state.pt in output_dir
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """In-process runs on one thread, like the subprocesses (see conftest)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@contextmanager
+def kept_rng_state():
+    """The bundle's `initialize` calls set_determinism(seed); keep other tests' random state intact."""
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
+def run_in_process(config_file, **override) -> None:
+    """What ``python -m monai.bundle run --config_file ... --key value`` does, in this process."""
+    with kept_rng_state():
+        monai.bundle.run(
+            config_file=[str(f) for f in config_file],
+            meta_file=str(META),
+            logging_file=False,
+            bundle_root=str(BUNDLE),
+            **override,
+        )
+
+
+def tiny_network(name: str = "connected_resunets") -> torch.nn.Module:
+    return get_network(name, in_channels=3, out_channels=1, features=TINY)
+
+
+def load_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_tensors(first: dict, second: dict) -> None:
+    assert list(first) == list(second)
+    different = [k for k in first if not torch.equal(first[k], second[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def no_temporary_files(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
+def train_log_lines(log: str, epochs: int) -> list[tuple[int, int]]:
+    """(epoch, iteration) of every StatsHandler training line 'Epoch: e/E, Iter: i/N'."""
+    return [(int(e), int(i)) for e, i in re.findall(rf"Epoch: (\d+)/{epochs}, Iter: (\d+)/\d+ -- train_loss", log)]
+
+
+@dataclass
+class Run:
+    root: Path
+    log: str
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def model(self) -> Path:
+        return self.ckpt_dir / "model.pt"
+
+    @property
+    def score(self) -> dict:
+        return json.loads(self.ckpt_dir.joinpath("model.json").read_text())
+
+    @property
+    def state_file(self) -> Path:
+        return self.output_dir / STATE_NAME
+
+
+def train_args(root: Path, epochs: int) -> list[str]:
+    return [
+        "run",
+        "--config_file",
+        "configs/train.yaml",
+        *CLI_TRAIN,
+        "--epochs",
+        str(epochs),
+        "--output_dir",
+        str(root / "eval"),
+        "--ckpt_dir",
+        str(root / "models"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, run_bundle) -> Run:
+    """One epoch of ConnectedResUNets (tiny) on the sample ROI datalist, through the command line."""
+    root = tmp_path_factory.mktemp("trained")
+    proc = run_bundle(train_args(root, epochs=1))
+    return Run(root, proc.stdout)
+
+
+# --------------------------------------------------------------------------- verify_net_in_out
+
+
+def test_verify_net_in_out_command_passes_for_the_shipped_network(run_bundle):
+    """The command as documented, default network and features, 16*n = 256 px."""
+    proc = run_bundle(
+        [
+            "verify_net_in_out",
+            "--net_id",
+            "network_def",
+            "--meta_file",
+            "configs/metadata.json",
+            "--config_file",
+            "configs/inference.yaml",
+            "--n",
+            "16",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert "data shape of network is verified with no error" in proc.stdout
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_verify_net_in_out_passes_for_every_network(name, caplog):
+    """``verify_net_in_out --network_name <name>`` for all six networks (tiny features to stay fast)."""
+    with caplog.at_level("INFO"):
+        monai.bundle.verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(META),
+            config_file=str(INFERENCE),
+            n=16,
+            device="cpu",
+            network_name=name,
+            **{"network_def#features": TINY},
+        )
+    assert "verified with no error" in caplog.text
+
+
+# --------------------------------------------------------------------------- training and resuming
+
+
+def test_training_writes_the_best_model_and_the_training_state(trained):
+    assert trained.model.is_file() and trained.ckpt_dir.joinpath("model.json").is_file()
+    assert trained.state_file.is_file()
+    assert not no_temporary_files(trained.ckpt_dir, trained.output_dir)
+    score = trained.score
+    assert score["metric"] == "val_mean_dice" and score["epoch"] == 1
+    assert 0.0 <= score["score"] <= 1.0
+    assert train_log_lines(trained.log, epochs=1) == [(1, i) for i in range(1, ITERATIONS_PER_EPOCH + 1)]
+    state = load_state(trained.state_file)
+    assert set(state) == {"model", "optimizer", "trainer"}
+    assert dict(state["trainer"]) == {
+        "epoch_length": ITERATIONS_PER_EPOCH,
+        "iteration": ITERATIONS_PER_EPOCH,
+        "max_epochs": 1,
+    }
+
+
+def test_model_pt_is_a_plain_state_dict_of_the_network(trained):
+    weights = load_state(trained.model)
+    reference = tiny_network().state_dict()
+    assert list(weights) == list(reference)
+    assert all(weights[k].shape == reference[k].shape and weights[k].dtype == reference[k].dtype for k in reference)
+    tiny_network().load_state_dict(weights, strict=True)
+    # after one epoch the best model is the model of the training state
+    assert_same_tensors(weights, load_state(trained.state_file)["model"])
+
+
+def test_a_second_run_resumes_where_the_first_stopped(trained, tmp_path, run_bundle):
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    first = Run(root, trained.log)
+    before = first.score
+    proc = run_bundle(train_args(root, epochs=2))
+    resumed = Run(root, proc.stdout)
+
+    assert f"Restored all variables from {resumed.state_file}" in resumed.log
+    # only epoch 2 ran: ignite's "resuming from iteration 0" line is logged before the state is loaded
+    assert train_log_lines(resumed.log, epochs=2) == [(2, i) for i in range(1, ITERATIONS_PER_EPOCH + 1)]
+    state = load_state(resumed.state_file)
+    assert dict(state["trainer"]) == {
+        "epoch_length": ITERATIONS_PER_EPOCH,
+        "iteration": 2 * ITERATIONS_PER_EPOCH,
+        "max_epochs": 2,
+    }
+    # the optimizer resumed too: Adam counted the steps of both epochs
+    steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert steps == {2.0 * ITERATIONS_PER_EPOCH}
+    # the best model is only replaced by a better one
+    after = resumed.score
+    assert after["score"] >= before["score"]
+    if after["epoch"] == 1:
+        assert_same_tensors(load_state(resumed.model), load_state(trained.model))
+    else:
+        assert after["epoch"] == 2
+        assert_same_tensors(load_state(resumed.model), state["model"])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines() if line]
+
+
+def test_evaluate_writes_one_row_per_validation_lesion(trained, tmp_path):
+    out = tmp_path / "evaluation"
+    run_in_process(
+        [TRAIN, EVALUATE],
+        model_file=str(trained.model),
+        output_dir=str(out),
+        roi_size=ROI,
+        batch_size=BATCH,
+        **{"network_def#features": TINY},
+    )
+    lesions = [item["lesion"] for item in DATALIST["validation"]]
+    assert len(lesions) == 3
+    for metric in ("val_mean_dice", "val_mean_iou"):
+        header, *rows = read_csv(out / f"{metric}_raw.csv")
+        assert header == ["filename", "class0", "mean"]
+        assert [row[0] for row in rows] == lesions
+        assert all(0.0 <= float(row[2]) <= 1.0 for row in rows)
+    summary = dict(read_csv(out / "metrics.csv"))
+    # the same model and validation pipeline as the training run's best-model score
+    assert float(summary["val_mean_dice"]) == pytest.approx(trained.score["score"], abs=1e-6)
+    dice_rows = read_csv(out / "val_mean_dice_raw.csv")[1:]
+    assert float(summary["val_mean_dice"]) == pytest.approx(np.mean([float(r[2]) for r in dice_rows]), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def test_inference_writes_one_full_size_mask_per_sample_image(trained, tmp_path):
+    out = tmp_path / "inference"
+    run_in_process([INFERENCE], model_file=str(trained.model), output_dir=str(out), roi_size=ROI, **{"network_def#features": TINY})
+    expected = {Path(sample["image"]).stem + "_mask.png" for sample in SAMPLES}
+    assert len(expected) == 6
+    assert {p.name for p in out.iterdir()} == expected
+    for sample in SAMPLES:
+        image = np.asarray(Image.open(BUNDLE / "sample_data" / sample["image"]))
+        mask = np.asarray(Image.open(out / (Path(sample["image"]).stem + "_mask.png")))
+        assert mask.shape == image.shape[:2] and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+        # nothing outside the ROIs that were cropped around the boxes
+        inside = np.zeros(mask.shape, dtype=bool)
+        for box in sample["boxes"]:
+            x0, y0, x1, y1 = expand_box(validate_box(box, mask.shape), mask.shape, MarginRule())
+            inside[y0:y1, x0:x1] = True
+        assert not mask[~inside].any()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_ckpt_export_gives_torchscript_with_the_eager_outputs(trained, tmp_path, run_bundle):
+    exported = tmp_path / "model.ts"
+    run_bundle(
+        [
+            "ckpt_export",
+            "--net_id",
+            "network_def",
+            "--filepath",
+            str(exported),
+            "--ckpt_file",
+            str(trained.model),
+            "--meta_file",
+            "configs/metadata.json",
+            "--config_file",
+            "configs/inference.yaml",
+            *CLI_TINY,
+            # the networks cannot be scripted yet (see test_networks.py::test_networks_are_scriptable)
+            "--use_trace",
+            "True",
+            "--input_shape",
+            "[1,3,32,32]",
+        ]
+    )
+    extra = {"metadata.json": "", "inference.json": ""}
+    scripted = torch.jit.load(str(exported), map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["metadata.json"])
+    assert meta["network_data_format"] == json.loads(META.read_text())["network_data_format"]
+    assert json.loads(extra["inference.json"])["network_def"]["name"] == "@network_name"
+
+    eager = tiny_network()
+    eager.load_state_dict(load_state(trained.model))
+    eager.eval()
+    torch.manual_seed(0)
+    for shape in [(1, 3, 32, 32), (2, 3, 64, 48)]:  # the trace is not tied to its example size
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            difference = (scripted(x) - eager(x)).abs().max().item()
+        assert difference < 1e-5, shape
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ckpt_export's default (torch.jit.script) fails: the networks are not scriptable, see the report",
+)
+def test_ckpt_export_by_scripting(trained, tmp_path):
+    monai.bundle.ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(trained.model),
+        meta_file=str(META),
+        config_file=str(INFERENCE),
+        **{"network_def#features": TINY},
+    )
+    assert (tmp_path / "model.ts").is_file()
+
+
+# --------------------------------------------------------------------------- multi-GPU config on the CPU
+
+SAVE_EVERY_RANK = """\
+# test-only addition: every rank saves its final weights before the process group goes
+finalize:
+  - "$torch.save(@network.module.state_dict(), @output_dir + '/rank' + os.environ['RANK'] + '.pt')"
+  - "$dist.is_initialized() and dist.destroy_process_group()"
+"""
+
+
+@pytest.fixture(scope="module")
+def distributed(tmp_path_factory, run_bundle) -> Run:
+    """configs/multi_gpu_train.yaml with torchrun, 2 CPU processes (gloo), 1 epoch."""
+    root = tmp_path_factory.mktemp("distributed")
+    save_ranks = root / "save_every_rank.yaml"
+    save_ranks.write_text(SAVE_EVERY_RANK)
+    configs = ["configs/train.yaml", "configs/multi_gpu_train.yaml", str(save_ranks)]
+    proc = run_bundle(
+        [
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            repr(configs),
+            "--meta_file",
+            "configs/metadata.json",
+            "--logging_file",
+            "configs/logging.conf",
+            *train_args(root, epochs=1)[3:],
+        ],
+        module="torch.distributed.run",
+    )
+    return Run(root, proc.stdout)
+
+
+def test_distributed_training_on_two_cpu_processes(distributed):
+    run = distributed
+    assert run.model.is_file() and run.state_file.is_file()
+    assert not no_temporary_files(run.ckpt_dir, run.output_dir)
+    # only rank 0 writes checkpoints
+    assert run.log.count("new best val_mean_dice") == 1
+    assert run.log.count("training state saved") == 1
+    # each rank trains on its half of the 5 items (padded to 6): 3 items = 2 batches, on 2 ranks
+    shard_iterations = math.ceil(math.ceil(len(DATALIST["training"]) / 2) / BATCH)
+    lines = train_log_lines(run.log, epochs=1)
+    assert sorted(lines) == sorted([(1, i) for i in range(1, shard_iterations + 1)] * 2)
+    assert dict(load_state(run.state_file)["trainer"])["epoch_length"] == shard_iterations
+
+
+def test_distributed_ranks_end_with_identical_weights(distributed):
+    rank0 = load_state(distributed.output_dir / "rank0.pt")
+    rank1 = load_state(distributed.output_dir / "rank1.pt")
+    assert_same_tensors(rank0, rank1)  # parameters and BN statistics
+    # the best model (epoch 1 of 1) is those weights, saved without DDP's "module." prefix
+    assert_same_tensors(load_state(distributed.model), rank0)
+    assert list(rank0) == list(tiny_network().state_dict())
+
+
+def test_distributed_validation_scores_all_lesions_of_both_ranks(distributed, tmp_path):
+    """The logged score gathers both validation shards: it equals a single-process evaluation."""
+    out = tmp_path / "evaluation"
+    run_in_process(
+        [TRAIN, EVALUATE],
+        model_file=str(distributed.model),
+        output_dir=str(out),
+        roi_size=ROI,
+        batch_size=BATCH,
+        **{"network_def#features": TINY},
+    )
+    assert len(read_csv(out / "val_mean_dice_raw.csv")) == 1 + len(DATALIST["validation"])
+    summary = dict(read_csv(out / "metrics.csv"))
+    assert float(summary["val_mean_dice"]) == pytest.approx(distributed.score["score"], abs=1e-5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TrainStateSaver saves the DDP wrapper's state_dict ('module.' keys), which CheckpointLoader "
+    "cannot load back (it loads into network.module): a multi-GPU run cannot resume; see the report",
+)
+def test_distributed_training_state_can_be_resumed(distributed):
+    state = load_state(distributed.state_file)
+    assert list(state["model"]) == list(tiny_network().state_dict())
