@@ -164,7 +164,6 @@ def test_schema_is_a_valid_json_schema(schema):
         "pytorch_version",
         "numpy_version",
         "required_packages_version",
-        "optional_packages_version",
         "task",
         "description",
         "authors",
@@ -264,7 +263,7 @@ def test_core_versions_match_installed(metadata):
     assert metadata["numpy_version"] == numpy.__version__
 
 
-@pytest.mark.parametrize("field", ["required_packages_version", "optional_packages_version"])
+@pytest.mark.parametrize("field", ["required_packages_version"])
 def test_package_versions_are_installed_at_least(metadata, field):
     packages = metadata[field]
     assert packages, field
