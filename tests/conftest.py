@@ -9,8 +9,10 @@ OpenMP threads per process were measured to make a tiny training step ~30x slowe
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +29,74 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+class BundleProcess:
+    """A started ``python -m <module> ...``; :meth:`result` waits for it (see run_bundle_command)."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: str | Path = BUNDLE,
+        *,
+        module: str = "monai.bundle",
+        env: Mapping[str, str] | None = None,
+        timeout: float = 600,
+        check: bool = True,
+    ) -> None:
+        self.command = [sys.executable, "-m", module, *map(str, args)]
+        self.cwd = cwd
+        self.check = check
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        full_env = dict(os.environ)
+        full_env.setdefault("OMP_NUM_THREADS", "1")
+        full_env.setdefault("PYTHONWARNINGS", "ignore")
+        full_env.update(env or {})
+        # own process group, so that a timeout also ends the children (e.g. torchrun's workers)
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._result: subprocess.CompletedProcess | None = None
+
+    def kill(self) -> str:
+        """End the process group this object started, if it still runs; return what it printed."""
+        if self.proc.poll() is not None:
+            return ""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, _ = self.proc.communicate()
+        return out or ""
+
+    def result(self) -> subprocess.CompletedProcess:
+        """Wait; with ``check``, a non-zero exit or a timeout fails the calling test or fixture
+        with the command and the last 40 lines of its output (stdout and stderr merged)."""
+        if self._result is None:
+            try:
+                out, _ = self.proc.communicate(timeout=max(self.deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:
+                out = self.kill()
+                pytest.fail(
+                    f"timed out after {self.timeout} s: {' '.join(self.command)}\n"
+                    f"--- last {TAIL_LINES} lines ---\n{_tail(out)}",
+                    pytrace=False,
+                )
+            self._result = subprocess.CompletedProcess(self.command, self.proc.returncode, out, None)
+        if self.check and self._result.returncode != 0:
+            pytest.fail(
+                f"exit code {self._result.returncode}: {' '.join(self.command)}\n(cwd {self.cwd})\n"
+                f"--- last {TAIL_LINES} lines ---\n{_tail(self._result.stdout)}",
+                pytrace=False,
+            )
+        return self._result
+
+
 def run_bundle_command(
     args: Sequence[str],
     cwd: str | Path = BUNDLE,
@@ -39,31 +109,7 @@ def run_bundle_command(
     """Run ``sys.executable -m <module> *args`` in ``cwd`` and return it, stdout and stderr merged
     into ``.stdout``. With ``check`` a non-zero exit (or a timeout) fails the calling test with the
     command and the last 40 lines of its output."""
-    command = [sys.executable, "-m", module, *map(str, args)]
-    full_env = dict(os.environ)
-    full_env.setdefault("OMP_NUM_THREADS", "1")
-    full_env.setdefault("PYTHONWARNINGS", "ignore")
-    full_env.update(env or {})
-    try:
-        proc = subprocess.run(
-            command,
-            cwd=cwd,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-        pytest.fail(f"timed out after {timeout} s: {' '.join(command)}\n--- last {TAIL_LINES} lines ---\n{_tail(out)}")
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"exit code {proc.returncode}: {' '.join(command)}\n(cwd {cwd})\n"
-            f"--- last {TAIL_LINES} lines ---\n{_tail(proc.stdout)}",
-            pytrace=False,
-        )
-    return proc
+    return BundleProcess(args, cwd, module=module, env=env, timeout=timeout, check=check).result()
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +133,13 @@ def run_bundle() -> Callable[..., subprocess.CompletedProcess]:
     """``run_bundle(args, cwd=bundle_dir, module="monai.bundle", env=None, timeout=600, check=True)``,
     see :func:`run_bundle_command`; session-scoped so module-scoped fixtures can use it."""
     return run_bundle_command
+
+
+@pytest.fixture(scope="session")
+def start_bundle() -> Callable[..., BundleProcess]:
+    """Like ``run_bundle`` but returns at once: ``start_bundle(args, ...).result()`` waits. For
+    commands that can run side by side; call ``.kill()`` in a finalizer for ones never waited for."""
+    return BundleProcess
 
 
 @pytest.fixture(scope="session")

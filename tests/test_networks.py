@@ -328,12 +328,6 @@ def test_every_baseline_parameter_takes_part_in_the_forward_pass(name):
 # --------------------------------------------------------------------------- TorchScript
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="networks are not scriptable (typing.Sequence annotations, reversed()/zip over lists, "
-    "ModuleList slicing in ASPP, type(self).__name__), so `monai.bundle ckpt_export` fails "
-    "unless --use_trace is given; see the proposed patch in the test report",
-)
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("name", NAMES)
 def test_networks_are_scriptable(name):

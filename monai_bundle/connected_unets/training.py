@@ -34,8 +34,15 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def _unwrap(obj: Any) -> Any:
+    """The network inside a (Distributed)DataParallel wrapper, so saved keys have no 'module.' prefix
+    (ignite's Checkpoint.load_objects, behind CheckpointLoader, loads into ``obj.module`` too)."""
+    wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return obj.module if isinstance(obj, wrappers) else obj
+
+
 def _state(objects: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: obj.state_dict() for name, obj in objects.items()}
+    return {name: _unwrap(obj).state_dict() for name, obj in objects.items()}
 
 
 class TrainStateSaver:
@@ -64,18 +71,23 @@ class BestModelSaver:
     """Keep the network with the best validation ``key_metric`` as a plain state_dict.
 
     The score and epoch go to a JSON file beside the weights, so a resumed run only replaces the
-    model when it really beats the best one so far (and the model card can quote it).
+    model when it really beats the best one so far (and the model card can quote it). With
+    ``resume=False`` a score left by an earlier run is ignored: a fresh run keeps its own best.
     """
 
-    def __init__(self, save_file: str | Path, network: torch.nn.Module) -> None:
+    def __init__(self, save_file: str | Path, network: torch.nn.Module, resume: bool = True) -> None:
         self.save_file = Path(save_file)
         self.score_file = self.save_file.with_suffix(".json")
         self.network = network
+        self._best = self._saved_score() if resume else -math.inf
 
-    def best_score(self) -> float:
+    def _saved_score(self) -> float:
         if not self.score_file.exists():
             return -math.inf
         return float(json.loads(self.score_file.read_text())["score"])
+
+    def best_score(self) -> float:
+        return self._best
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -87,6 +99,7 @@ class BestModelSaver:
             return
         network = self.network.module if hasattr(self.network, "module") else self.network
         atomic_torch_save(network.state_dict(), self.save_file)
+        self._best = score
         epoch = engine.state.epoch  # a validator run by ValidationHandler carries the trainer's epoch
         record = {"metric": name, "score": score, "epoch": epoch}
         with atomic_output(self.score_file) as tmp:

@@ -71,9 +71,11 @@ class ASPP(nn.Module):
         self.project = nn.Conv2d(out_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        summed = self.branches[0](x)
-        for branch in self.branches[1:]:
-            summed = summed + branch(x)
+        summed: torch.Tensor | None = None
+        for branch in self.branches:
+            out = branch(x)
+            summed = out if summed is None else summed + out
+        assert summed is not None
         return self.project(summed)
 
 
@@ -87,6 +89,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, ratio: int = 8) -> None:
         super().__init__()
+        if channels // ratio < 1:
+            raise ValueError(f"squeeze-excite needs at least {ratio} channels, got {channels}: use larger features")
         self.squeeze = nn.Linear(channels, channels // ratio, bias=False)
         self.excite = nn.Linear(channels // ratio, channels, bias=False)
 
@@ -179,7 +183,7 @@ def keras_init(module: nn.Module) -> None:
 def check_spatial_size(x: torch.Tensor, divisor: int, network: str) -> None:
     """Raise a one-line ValueError unless ``x`` is (B, C, H, W) with H and W multiples of ``divisor``."""
     if x.ndim != 4:
-        raise ValueError(f"{network}: expected a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"{network}: expected a 4-D input (B, C, H, W), got shape {x.shape}")
     height, width = x.shape[-2:]
     if height % divisor or width % divisor:
         raise ValueError(

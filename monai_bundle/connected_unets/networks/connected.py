@@ -33,6 +33,7 @@ class _ConnectedUNets(nn.Module):
         super().__init__()
         features = tuple(features)
         self.divisor = 2 ** len(features)
+        self.network_name = type(self).__name__
         transition = aspp if use_aspp else conv_block
         bottom = 2 * features[-1]
         self.encoder1 = Encoder(in_channels, features, block)
@@ -48,7 +49,7 @@ class _ConnectedUNets(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> logits (B, out_channels, H, W); H and W multiples of 2**len(features)."""
-        check_spatial_size(x, self.divisor, type(self).__name__)
+        check_spatial_size(x, self.divisor, self.network_name)
         skips, x = self.encoder1(x)
         decoder1 = self.decoder1(self.bottleneck1(x), skips)
         decoder1[-1] = self.decoder1_transition(decoder1[-1])

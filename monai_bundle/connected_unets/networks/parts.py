@@ -50,11 +50,12 @@ class ConnectedEncoder(nn.Module):
         self.levels = nn.ModuleList(block(2 * f, f) for f in features)
         self.pool = nn.MaxPool2d(2)
 
-    def forward(self, decoder1_outputs: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, decoder1_outputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``decoder1_outputs`` are ordered from full resolution down (f1, f2, ...)."""
         skips = []
         x = decoder1_outputs[0]
-        for link, level, d1 in zip(self.links, self.levels, decoder1_outputs):
+        for i, (link, level) in enumerate(zip(self.links, self.levels)):
+            d1 = decoder1_outputs[i]
             x = level(torch.cat([link(x), d1], dim=1))
             skips.append(x)
             x = self.pool(x)
@@ -71,9 +72,10 @@ class UpConcatDecoder(nn.Module):
         self.ups = nn.ModuleList(nn.ConvTranspose2d(c_in, f, 2, stride=2) for c_in, f in zip(inputs, reversed_features))
         self.levels = nn.ModuleList(block(2 * f, f) for f in reversed_features)
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> list[torch.Tensor]:
         outputs = []
-        for up, level, skip in zip(self.ups, self.levels, reversed(skips)):
+        for i, (up, level) in enumerate(zip(self.ups, self.levels)):
+            skip = skips[-1 - i]
             x = level(torch.cat([up(x), skip], dim=1))
             outputs.append(x)
         return outputs
@@ -106,9 +108,10 @@ class AttentionDecoder(nn.Module):
         )
         self.levels = nn.ModuleList(block(u + f, f) for u, f in zip(reversed_up, reversed_features))
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> list[torch.Tensor]:
         outputs = []
-        for gating, gate, up, level, skip in zip(self.gatings, self.gates, self.ups, self.levels, reversed(skips)):
+        for i, (gating, gate, up, level) in enumerate(zip(self.gatings, self.gates, self.ups, self.levels)):
+            skip = skips[-1 - i]
             gated_skip = gate(skip, gating(x))
             x = level(torch.cat([up(x), gated_skip], dim=1))
             outputs.append(x)

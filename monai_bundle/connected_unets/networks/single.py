@@ -34,6 +34,7 @@ class _SingleUNet(nn.Module):
         super().__init__()
         features = tuple(features)
         self.divisor = 2 ** len(features)
+        self.network_name = type(self).__name__
         bottom = 2 * features[-1]
         self.encoder = Encoder(in_channels, features, encoder_block)
         self.bottleneck = bottleneck_block(features[-1], bottom)
@@ -43,7 +44,7 @@ class _SingleUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> logits (B, out_channels, H, W); H and W multiples of 2**len(features)."""
-        check_spatial_size(x, self.divisor, type(self).__name__)
+        check_spatial_size(x, self.divisor, self.network_name)
         skips, x = self.encoder(x)
         return self.head(self.decoder(self.bottleneck(x), skips)[-1])
 
