@@ -22,6 +22,16 @@ NETWORKS: dict[str, type[nn.Module]] = {
 CONNECTED = ("connected_unets", "connected_aunets", "connected_resunets")
 
 
+def set_batch_norm_momentum(network: nn.Module, momentum: float) -> nn.Module:
+    """Set the running-statistics momentum of every BatchNorm (PyTorch convention: weight of the new
+    batch). The authors' Keras default is 0.01 (Keras 0.99); a short training run needs more, or its
+    running statistics stay near their initial values and evaluation-mode outputs are meaningless."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+    return network
+
+
 def get_network(name: str, aspp: bool = True, **kwargs: Any) -> nn.Module:
     """Build a network by its name (``unet``, ..., ``connected_resunets``) with constructor kwargs.
 
@@ -36,4 +46,4 @@ def get_network(name: str, aspp: bool = True, **kwargs: Any) -> nn.Module:
     return NETWORKS[key](**kwargs)
 
 
-__all__ = ["CONNECTED", "NETWORKS", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network"]
+__all__ = ["CONNECTED", "NETWORKS", "set_batch_norm_momentum", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network"]
