@@ -3,7 +3,7 @@
 Loads the Segmenter once (as the Slicer module's cached model does), then times
 ``Segmenter.segment`` on one ROI of a shipped sample mammogram ``--repeats`` times and prints the
 median wall time and the median CPU time of this process (summed over its threads: on a CPU that
-other jobs share, CPU time / threads estimates the wall time the call takes on an idle machine).
+other jobs share, the CPU time of a ``--threads 1`` run estimates the wall time of one idle core).
 Without ``--weights`` it uses the bundle's weights when they exist, else a random-initialised
 state_dict of the same network written to a temporary file: the time does not depend on the values.
 
@@ -34,7 +34,10 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="state_dict file; default: the bundle's, else random")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rois", type=int, default=1, help="ROIs per call (all in one batch)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     samples = json.loads((DEFAULT_BUNDLE / "sample_data" / "samples.json").read_text())
     sample = next(s for s in samples if len(s["boxes"]) >= min(args.rois, 2)) if args.rois > 1 else samples[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from monai.config import KeysCollection
 from monai.inferers import Inferer
 from monai.transforms import MapTransform
 
-from .io import save_mask
 from .roi import validate_box
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class SaveMaskd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        from .io import save_mask  # deferred: Slicer needs no pydicom/nibabel to segment
+
         stem = Path(str(d.get("image_path", "image"))).stem
         for key in self.key_iterator(d):
             mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].astype(np.uint8)
@@ -82,7 +84,7 @@ def load_weights(network: torch.nn.Module, weights: str | Path) -> None:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         network.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, ValueError, OSError) as err:
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{weights}: not weights of {type(network).__name__} ({first_line})") from err
 
@@ -141,10 +143,16 @@ class Segmenter:
         )
 
     def segment(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> np.ndarray:
-        """Mask (uint8, 0 background / 1 mass) of ``image``'s shape for the masses in ``boxes``.
+        """Mask (uint8, 0 background / 1 mass) of ``image``'s shape for the masses in ``boxes``:
+        the union of :meth:`segment_each`. All boxes go through the network as one batch."""
+        return np.maximum.reduce(self.segment_each(image, boxes, source))
+
+    def segment_each(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> list[np.ndarray]:
+        """One mask (uint8 0/1, ``image``'s shape) per box, all boxes through the network as ONE batch.
 
         ``image`` is a 2-D array of any dtype (a full mammogram); ``boxes`` are (x0, y0, x1, y1)
-        pixel boxes, end exclusive. All boxes go through the network as one batch.
+        pixel boxes, end exclusive. Each ROI's prediction is post-processed alone (the Slicer
+        module makes one segment per ROI from these).
         """
         array = np.asarray(image)
         if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
@@ -158,6 +166,9 @@ class Segmenter:
         inputs = torch.as_tensor(data["image"])[None].to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             logits = self.inferer(inputs, self.network)
-        data["pred"] = logits[0].float().cpu()
-        mask = self.postprocessing(data)["pred"]
-        return np.asarray(torch.as_tensor(mask))[0].astype(np.uint8)
+        logits = logits[0].float().cpu()
+        masks = []
+        for index in range(len(checked)):
+            one = {**data, "pred": logits[index : index + 1], "roi_box": data["roi_box"][index : index + 1]}
+            masks.append(np.asarray(torch.as_tensor(self.postprocessing(one)["pred"]))[0].astype(np.uint8))
+        return masks

@@ -1,0 +1,534 @@
+"""3D Slicer module: draw ROI boxes on a mammogram, get one mass segment per ROI (Connected-UNets).
+
+The Widget only wires the panel. The Logic reads MRML nodes into numpy and writes segments back
+(``SlicerConnectedUNetsLib.mrml_logic``, tested without the Slicer GUI against ``slicer-core``)
+and calls the bundle's ``Segmenter`` (``connected_unets.inference``) through a cached model
+(``SlicerConnectedUNetsLib.engine``): no pre- or post-processing is re-implemented here.
+"""
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from SlicerConnectedUNetsLib import engine
+from SlicerConnectedUNetsLib.engine import BackgroundJob, Cancelled, InputError
+from SlicerConnectedUNetsLib.mrml_logic import MammogramSegmentationLogic, slice_index_at
+
+MODULE_DIR = Path(__file__).resolve().parent
+
+
+#
+# Module
+#
+
+
+class SlicerConnectedUNets(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Connected-UNets Mass Segmentation"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["Connected-UNets for 3D Slicer and MONAI contributors"]
+        self.parent.helpText = (
+            "Draw one ROI box around each breast mass on a mammogram and press Segment: every ROI becomes "
+            "one segment, computed by a Connected-UNets network (Baccouche et al. 2021) on the GPU when "
+            "there is one. Research use only, not for clinical use. See the module README for install, "
+            "GPU/CPU choice and offline use."
+        )
+        self.parent.acknowledgementText = (
+            "Networks after Baccouche A, Garcia-Zapirain B, Castillo Olea C, Elmaghraby AS. Connected-UNets: "
+            "a deep learning architecture for breast mass segmentation. npj Breast Cancer 7, 151 (2021). "
+            "Built on PyTorch, MONAI and the PyTorch extension of 3D Slicer."
+        )
+
+
+#
+# Widget
+#
+
+
+class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    POLL_MS = 100
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._updatingGUIFromParameterNode = False
+        self._job = None
+        self._request = None
+        self._lastStatus = None
+        self._pendingRoiIDs = []
+        self._observedRoiIDs = set()
+        self._timer = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SlicerConnectedUNets.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SlicerConnectedUNetsLogic()
+
+        for name, label in engine.NETWORKS:
+            self.ui.modelComboBox.addItem(label, name)
+        for name, label in engine.DEVICES:
+            self.ui.deviceComboBox.addItem(label, name)
+        self.ui.progressBar.hide()
+
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self.onPollJob)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.roiSelector.connect("checkedNodesChanged()", self.updateButtonStates)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.thresholdSpinBox.connect("valueChanged(double)", self.updateParameterNodeFromGUI)
+        self.ui.weightsPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.autoUpdateCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.ui.placeRoiButton.connect("clicked(bool)", self.onPlaceRoi)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+
+        for roi in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode"):
+            self.watchRoi(roi, check=True)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        if self._job is not None:
+            self._job.cancel()
+        if self._timer is not None:
+            self._timer.stop()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller, event):
+        self.onCancelButton()
+        self._observedRoiIDs.clear()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # -- parameter node --------------------------------------------------------------------------
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.GetNodeReference("InputVolume"):
+            volume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if volume is not None and not volume.IsA("vtkMRMLLabelMapVolumeNode"):
+                self._parameterNode.SetNodeReferenceID("InputVolume", volume.GetID())
+
+    def setParameterNode(self, parameterNode):
+        if parameterNode is not None:
+            self.logic.setDefaultParameters(parameterNode)
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = parameterNode
+        if self._parameterNode is not None:
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        if self._parameterNode is None or self._updatingGUIFromParameterNode:
+            return
+        self._updatingGUIFromParameterNode = True
+        try:
+            node = self._parameterNode
+            self.ui.inputVolumeSelector.setCurrentNode(node.GetNodeReference("InputVolume"))
+            self.ui.outputSegmentationSelector.setCurrentNode(node.GetNodeReference("OutputSegmentation"))
+            self.ui.modelComboBox.setCurrentIndex(max(self.ui.modelComboBox.findData(node.GetParameter("Model")), 0))
+            self.ui.deviceComboBox.setCurrentIndex(max(self.ui.deviceComboBox.findData(node.GetParameter("Device")), 0))
+            self.ui.thresholdSpinBox.value = float(node.GetParameter("Threshold") or 0.0)
+            self.ui.weightsPathLineEdit.currentPath = node.GetParameter("Weights")
+            self.ui.autoUpdateCheckBox.checked = node.GetParameter("AutoUpdate") == "true"
+        finally:
+            self._updatingGUIFromParameterNode = False
+        self.updateButtonStates()
+
+    def updateParameterNodeFromGUI(self, caller=None, event=None):
+        if self._parameterNode is None or self._updatingGUIFromParameterNode:
+            return
+        node = self._parameterNode
+        wasModified = node.StartModify()
+        node.SetNodeReferenceID("InputVolume", self.ui.inputVolumeSelector.currentNodeID)
+        node.SetNodeReferenceID("OutputSegmentation", self.ui.outputSegmentationSelector.currentNodeID)
+        node.SetParameter("Model", self.ui.modelComboBox.currentData or engine.DEFAULT_NETWORK)
+        node.SetParameter("Device", self.ui.deviceComboBox.currentData or "auto")
+        node.SetParameter("Threshold", str(self.ui.thresholdSpinBox.value))
+        node.SetParameter("Weights", self.ui.weightsPathLineEdit.currentPath)
+        node.SetParameter("AutoUpdate", "true" if self.ui.autoUpdateCheckBox.checked else "false")
+        node.EndModify(wasModified)
+
+    def updateButtonStates(self, *args):
+        """Segment stays clickable when inputs are missing: the panel then says what is missing."""
+        busy = self._job is not None
+        volume = self.ui.inputVolumeSelector.currentNode()
+        rois = self.ui.roiSelector.checkedNodes()
+        self.ui.applyButton.enabled = not busy
+        if busy:
+            self.ui.applyButton.toolTip = "Segmentation is running"
+        elif volume is None:
+            self.ui.applyButton.toolTip = "Select the mammogram first"
+        elif not rois:
+            self.ui.applyButton.toolTip = "Draw an ROI around a mass (Draw ROI), or tick one in the ROI list"
+        else:
+            self.ui.applyButton.toolTip = f"Segment {len(rois)} ROI(s) in one batch"
+        self.ui.cancelButton.enabled = busy
+        self.ui.progressBar.visible = busy
+        self.ui.outputSegmentationSelector.enabled = not busy
+        self.ui.inputVolumeSelector.enabled = not busy
+
+    def modelSettings(self):
+        threshold = self.ui.thresholdSpinBox.value
+        return {
+            "model": self.ui.modelComboBox.currentData or engine.DEFAULT_NETWORK,
+            "device": self.ui.deviceComboBox.currentData or "auto",
+            "threshold": threshold if threshold > self.ui.thresholdSpinBox.minimum else None,
+            "weights": self.ui.weightsPathLineEdit.currentPath or None,
+        }
+
+    # -- ROIs ------------------------------------------------------------------------------------
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node):
+        if node is not None and node.IsA("vtkMRMLMarkupsROINode"):
+            # the combo box adds the node after this observer has run: tick it on the next turn
+            qt.QTimer.singleShot(0, lambda nodeID=node.GetID(): self.watchRoi(slicer.mrmlScene.GetNodeByID(nodeID), check=True))
+
+    def watchRoi(self, roi, check=False):
+        if roi is None:
+            return
+        if check:
+            self.ui.roiSelector.setCheckState(roi, qt.Qt.Checked)
+        if roi.GetID() in self._observedRoiIDs:
+            return
+        self._observedRoiIDs.add(roi.GetID())
+        self.addObserver(roi, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onRoiEdited)
+        self.addObserver(roi, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self.onRoiEdited)
+
+    def onRoiEdited(self, roi, event):
+        if not self.ui.autoUpdateCheckBox.checked or roi is None or roi.GetScene() is None:
+            return
+        if roi.GetNumberOfControlPoints() < 1 or roi.GetNthControlPointPositionStatus(0) != roi.PositionDefined:
+            return
+        if sum(1 for length in roi.GetSize() if length > 0) < 2:  # first click of a two-click placement
+            return
+        if roi not in self.ui.roiSelector.checkedNodes():
+            return
+        if self._job is not None:  # one run at a time: this ROI goes next
+            if roi.GetID() not in self._pendingRoiIDs:
+                self._pendingRoiIDs.append(roi.GetID())
+            return
+        self.startSegmentation([roi], automatic=True)
+
+    def onPlaceRoi(self):
+        volume = self.ui.inputVolumeSelector.currentNode()
+        name = slicer.mrmlScene.GenerateUniqueName(f"{volume.GetName()} ROI" if volume else "ROI")
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+        roi.CreateDefaultDisplayNodes()
+        displayNode = roi.GetDisplayNode()
+        displayNode.SetFillVisibility(False)
+        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsROINode")
+        selectionNode.SetActivePlaceNodeID(roi.GetID())
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+        self.status(f"Drawing '{name}': click two opposite corners around the mass in a slice view.", clear=True)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def status(self, text, clear=False):
+        if clear:
+            self.ui.statusLabel.plainText = ""
+        self.ui.statusLabel.appendPlainText(text)
+        logging.info(text)
+
+    def currentSliceIndex(self, volume):
+        """For a volume with several slices: the one shown in the Red view."""
+        imageData = volume.GetImageData() if volume is not None else None
+        if imageData is None or imageData.GetDimensions()[2] <= 1:
+            return None
+        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        sliceToRAS = sliceNode.GetSliceToRAS()
+        return slice_index_at(volume, [sliceToRAS.GetElement(i, 3) for i in range(3)])
+
+    def onApplyButton(self):
+        self.startSegmentation(self.ui.roiSelector.checkedNodes(), automatic=False)
+
+    def startSegmentation(self, rois, automatic=False):
+        if self._job is not None:
+            return
+        self.status(f"Segmenting ROI '{rois[0].GetName()}'..." if automatic else "Starting...", clear=not automatic)
+        try:
+            self.logic.setupPythonRequirements(askConfirmation=True)
+            volume = self.ui.inputVolumeSelector.currentNode()
+            sliceIndex = self.currentSliceIndex(volume)
+            request = self.logic.prepare(volume, rois, sliceIndex)
+        except InputError as err:
+            self.status(str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - shown in the panel, traceback in the log
+            logging.exception("Connected-UNets: could not start")
+            self.status(f"Could not start: {engine.one_line(err)}")
+            return
+        for note in request.notes:
+            self.status(note + (" (the one shown in the Red view)" if "segmenting slice" in note else ""))
+        settings = self.modelSettings()
+        logic = self.logic
+        self._request = request
+        self._job = BackgroundJob(lambda job: logic.infer(request, job=job, **settings)).start()
+        self._lastStatus = None
+        self._timer.start()
+        self.updateButtonStates()
+
+    def onPollJob(self):
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        if job.status != self._lastStatus:
+            self._lastStatus = job.status
+            self.status(job.status)
+        slicer.util.showStatusMessage(f"Connected-UNets: {job.status} ({job.seconds:.0f} s)")
+        if not job.done:
+            return
+        self._timer.stop()
+        self._job, request = None, self._request
+        self._request = None
+        try:
+            self.finishSegmentation(job, request)
+        finally:
+            self.updateButtonStates()
+            slicer.util.showStatusMessage("")
+        if self._pendingRoiIDs:
+            rois = [slicer.mrmlScene.GetNodeByID(i) for i in self._pendingRoiIDs]
+            self._pendingRoiIDs = []
+            rois = [roi for roi in rois if roi is not None]
+            if rois:
+                self.startSegmentation(rois, automatic=True)
+
+    def finishSegmentation(self, job, request):
+        if job.cancelled or isinstance(job.error, Cancelled):
+            self.status("Cancelled: nothing was changed in the scene.")
+            return
+        if job.error is not None:
+            if isinstance(job.error, InputError):
+                self.status(str(job.error))
+            else:
+                logging.error("Connected-UNets failed", exc_info=job.error)
+                self.status(f"Failed: {engine.one_line(job.error)} (details in the Python console / log)")
+            return
+        try:
+            result = self.logic.apply(request, job.result, self.ui.outputSegmentationSelector.currentNode())
+        except InputError as err:
+            self.status(str(err))
+            return
+        segmentation = result.segmentation_node
+        if self.ui.outputSegmentationSelector.currentNode() is None:
+            self.ui.outputSegmentationSelector.setCurrentNode(segmentation)
+        segmentation.GetDisplayNode().SetVisibility(True)
+        for note in result.notes:
+            if note not in request.notes:
+                self.status(note)
+        self.status(
+            f"{len(result.segment_ids)} ROI(s) -> '{segmentation.GetName()}' in {job.seconds:.1f} s "
+            f"({engine.network_label(self.modelSettings()['model'])}, {self.logic.loadedDevice()})."
+        )
+        self.updateDeviceInfo()
+
+    def onCancelButton(self):
+        job = self._job
+        if job is None:
+            return
+        job.cancel()
+        self._timer.stop()
+        self._job, self._request, self._pendingRoiIDs = None, None, []
+        self.status("Cancelled: nothing was changed in the scene (a running forward pass finishes in the background).")
+        self.updateButtonStates()
+
+    def updateDeviceInfo(self):
+        try:
+            _, text = engine.describe_devices()
+        except Exception as err:  # noqa: BLE001
+            text = f"device detection failed: {engine.one_line(err)}"
+        self.ui.deviceInfoLabel.text = text
+
+
+#
+# Logic
+#
+
+
+class SlicerConnectedUNetsLogic(ScriptedLoadableModuleLogic, MammogramSegmentationLogic):
+    """Slicer side of the Logic: parameters, first-use dependency install, bundle location.
+    Reading nodes, running the model and writing segments is ``MammogramSegmentationLogic``."""
+
+    REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "requirements.txt"
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.bundleError = None
+        try:
+            bundle = engine.find_bundle(MODULE_DIR)
+        except InputError as err:
+            bundle, self.bundleError = None, str(err)
+        MammogramSegmentationLogic.__init__(self, bundle_dir=bundle)
+        self._requirementsReady = False
+
+    def setDefaultParameters(self, parameterNode):
+        defaults = {"Model": engine.DEFAULT_NETWORK, "Device": "auto", "Threshold": "0.0", "Weights": "", "AutoUpdate": "false"}
+        for name, value in defaults.items():
+            if not parameterNode.GetParameter(name):
+                parameterNode.SetParameter(name, value)
+
+    def segmenter(self, *args, **kwargs):
+        if self.bundleError:
+            raise InputError(self.bundleError)
+        return MammogramSegmentationLogic.segmenter(self, *args, **kwargs)
+
+    def loadedDevice(self):
+        segmenter = self.models.current
+        return "not loaded" if segmenter is None else str(segmenter.device)
+
+    def setupPythonRequirements(self, askConfirmation=True):
+        """torch through the PyTorch extension, the rest with pip after asking; InputError with a
+        clear message when something is missing and cannot be installed (offline, cancelled)."""
+        if self._requirementsReady:
+            return
+        if self.bundleError:
+            raise InputError(self.bundleError)
+        ask = askConfirmation and not slicer.app.commandOptions().testingEnabled
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError as err:
+            raise InputError(
+                "This module needs the 'PyTorch' extension: install it in the Extensions Manager, restart Slicer, try again"
+            ) from err
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        if not torchLogic.torchInstalled():
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                "Connected-UNets needs PyTorch. Install it now? (a download of up to a few GB; the build that fits "
+                "your GPU driver is chosen automatically, or the CPU build when there is no NVIDIA GPU)",
+                "Install PyTorch",
+            ):
+                raise InputError("PyTorch is not installed: the installation was cancelled")
+            try:
+                with slicer.util.WaitCursor():
+                    torch = torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=engine.TORCH_REQUIREMENT)
+            except Exception as err:  # noqa: BLE001 - pip / network errors
+                raise InputError(engine.offline_message("PyTorch", err)) from err
+            if torch is None:
+                raise InputError("PyTorch is not installed: the installation was cancelled")
+        missing = engine.missing_requirements(
+            [f"torch{engine.TORCH_REQUIREMENT}"] + engine.read_requirements(self.REQUIREMENTS_FILE)
+        )
+        if any(line.startswith("torch") for line in missing):
+            import torch
+
+            raise InputError(
+                f"PyTorch {torch.__version__} is too old (need torch{engine.TORCH_REQUIREMENT}): "
+                "uninstall and reinstall it in the 'PyTorch Util' module, restart Slicer"
+            )
+        if missing:
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                "Connected-UNets needs these Python packages in Slicer's Python:\n\n"
+                + "\n".join(missing)
+                + "\n\nInstall them now (pip, from the internet)?",
+                "Install Python packages",
+            ):
+                raise InputError("Python packages missing: " + ", ".join(missing) + " (the installation was cancelled)")
+            try:
+                with slicer.util.WaitCursor():
+                    slicer.util.pip_install(missing)
+            except Exception as err:  # noqa: BLE001 - pip / network errors
+                raise InputError(engine.offline_message("the Python packages", err, self.REQUIREMENTS_FILE)) from err
+        engine.use_bundle_package(self.models.bundle_dir)
+        self._requirementsReady = True
+
+
+#
+# Test (runs inside Slicer: Developer Tools > Self Tests, or ctest after building the extension)
+#
+
+
+class SlicerConnectedUNetsTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegmentSampleMammogram()
+
+    def test_SegmentSampleMammogram(self):
+        """Load a shipped sample mammogram, put ROIs on its lesion boxes, segment, and check that each
+        segment is exactly Segmenter.segment's mask for that box on the same pixel array."""
+        self.delayDisplay("Setting up dependencies")
+        logic = SlicerConnectedUNetsLogic()
+        logic.setupPythonRequirements(askConfirmation=False)
+        bundle = logic.models.bundle_dir
+        samples = json.loads((bundle / "sample_data" / "samples.json").read_text())
+        item = next(s for s in samples if len(s["boxes"]) == 2)
+        volume = slicer.util.loadVolume(str(bundle / "sample_data" / item["image"]), {"singleFile": True})
+
+        ijkToRAS = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(ijkToRAS)
+        rois = []
+        for index, (x0, y0, x1, y1) in enumerate(item["boxes"]):
+            corners = [ijkToRAS.MultiplyPoint([x - 0.5, y - 0.5, 0.0, 1.0])[:3] for x, y in ((x0, y0), (x1, y1))]
+            roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", f"mass {index + 1}")
+            roi.SetCenter([(a + b) / 2 for a, b in zip(*corners)])
+            roi.SetSize([abs(a - b) for a, b in zip(*corners)])
+            rois.append(roi)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = None
+            if not (bundle / "models" / "model.pt").is_file():  # no trained weights yet: test the path
+                import torch
+                from connected_unets.networks import get_network
+
+                torch.manual_seed(0)
+                weights = os.path.join(tmp, "random.pt")
+                torch.save(get_network(engine.DEFAULT_NETWORK, in_channels=3).state_dict(), weights)
+            self.delayDisplay("Segmenting")
+            result = logic.process(volume, rois, device="auto", weights=weights)
+            segmenter = logic.segmenter(device="auto", weights=weights)
+
+        segmentation = result.segmentation_node
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+        image = slicer.util.arrayFromVolume(volume)[0]
+        if image.ndim == 3:  # read as RGB with equal channels
+            image = image[..., 0]
+        for segmentID, box in zip(result.segment_ids, item["boxes"]):
+            expected = segmenter.segment(image, [box], source="self-test")
+            got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentID, volume)[0]
+            self.assertTrue(np.array_equal(got > 0, expected > 0), f"segment {segmentID} differs from Segmenter.segment")
+        self.delayDisplay("Test passed")

@@ -1,0 +1,384 @@
+"""MRML <-> numpy for the Connected-UNets module: the part that runs without the Slicer GUI.
+
+Imports only ``vtk``, numpy and the MRML / segmentation classes that both 3D Slicer and the
+``slicer-core`` wheel put into the ``slicer`` namespace, so the same code serves the Slicer panel,
+the tests and a browser viewer built on trame-slicer. The model (torch, ``connected_unets``) is
+reached only through :mod:`.engine`, lazily.
+
+Geometry. A volume's voxel (i, j, k) is ``image[k, j, i]`` of the numpy view of its image data; the
+2-D image handed to the ``Segmenter`` is ``image[k]`` (rows = j, columns = i), so a pixel box
+``(x0, y0, x1, y1)`` is a range of i (x) and j (y), end exclusive. An ROI is mapped into continuous
+IJK through ``ObjectToWorld`` (ROI), the inverse of the volume's parent transforms and its
+``RASToIJK`` matrix, whatever the spacing, origin or direction matrix; voxel i covers
+[i - 0.5, i + 0.5), and a pixel belongs to the box when the ROI overlaps it (by more than 1/1000 of
+a pixel). Masks go back into a segment with the volume's own IJK-to-RAS matrix, so each mask pixel
+lands on the voxel it was computed from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from .engine import DEFAULT_NETWORK, InputError, ModelCache, segment_each
+
+#: ROIs narrower or lower than this many pixels (after clipping to the image) are refused.
+MIN_ROI_PIXELS = 8
+#: A pixel counts as inside an ROI when the ROI covers more than this fraction of it.
+EDGE_TOLERANCE = 1e-3
+SEGMENT_ID_PREFIX = "ConnectedUNets_"
+ROI_TAG = "ConnectedUNets.ROINodeID"
+#: Segment colours, in order of creation (RGB in [0, 1]).
+PALETTE: tuple[tuple[float, float, float], ...] = (
+    (0.90, 0.20, 0.20),
+    (0.20, 0.70, 0.95),
+    (0.95, 0.75, 0.15),
+    (0.40, 0.85, 0.35),
+    (0.80, 0.40, 0.90),
+    (1.00, 0.55, 0.20),
+    (0.30, 0.90, 0.80),
+    (0.95, 0.45, 0.70),
+)
+
+
+def _matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float)
+
+
+def _numpy_to_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def node_to_world(node: Any, what: str) -> np.ndarray:
+    """4x4 matrix from a transformable node's coordinates to world (its parent transforms)."""
+    transform = node.GetParentTransformNode()
+    if transform is None:
+        return np.eye(4)
+    if not transform.IsTransformToWorldLinear():
+        raise InputError(f"{what} '{node.GetName()}' is under a non-linear transform; harden or remove the transform first")
+    matrix = vtk.vtkMatrix4x4()
+    transform.GetMatrixTransformToWorld(matrix)
+    return _matrix_to_numpy(matrix)
+
+
+@dataclass
+class SliceImage:
+    """One slice of a volume as the 2-D array the Segmenter takes, with its geometry."""
+
+    array: np.ndarray  # (rows = j, columns = i), the volume's dtype
+    ijk_to_ras: np.ndarray  # 4x4, the volume's IJK -> RAS (its own coordinates)
+    node_to_world: np.ndarray  # 4x4, the volume's parent transforms
+    slice_index: int
+    num_slices: int
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+    @property
+    def world_to_ijk(self) -> np.ndarray:
+        return np.linalg.inv(self.node_to_world @ self.ijk_to_ras)
+
+
+def volume_to_slice(volume_node: Any, slice_index: int | None = None) -> SliceImage:
+    """A volume node (a mammogram: one slice, gray) -> a 2-D array plus its IJK <-> RAS geometry.
+
+    A volume with several slices needs ``slice_index``. A colour image is refused unless its
+    colour channels are equal (a gray image stored as RGB), which is then used as gray.
+    """
+    if volume_node is None:
+        raise InputError("Select an input volume (a mammogram loaded from DICOM, PNG or JPEG)")
+    name = volume_node.GetName()
+    image_data = volume_node.GetImageData()
+    scalars = None if image_data is None else image_data.GetPointData().GetScalars()
+    if scalars is None:
+        raise InputError(f"Volume '{name}' has no image data")
+    columns, rows, slices = image_data.GetDimensions()
+    components = image_data.GetNumberOfScalarComponents()
+    if min(columns, rows, slices) < 1 or columns * rows < 4:
+        raise InputError(f"Volume '{name}' is empty ({columns} x {rows} x {slices} voxels)")
+    voxels = numpy_support.vtk_to_numpy(scalars).reshape(slices, rows, columns, components)
+    notes: list[str] = []
+    if slices > 1:
+        if slice_index is None:
+            raise InputError(f"Volume '{name}' has {slices} slices: choose which one to segment")
+        if not 0 <= int(slice_index) < slices:
+            raise InputError(f"Volume '{name}' has slices 0 to {slices - 1}; slice {slice_index} does not exist")
+        slice_index = int(slice_index)
+        notes.append(f"'{name}' has {slices} slices: segmenting slice {slice_index}")
+    else:
+        slice_index = 0
+    plane = voxels[slice_index]
+    if components == 1:
+        array = plane[..., 0].copy()
+    else:
+        colour = plane[..., : min(components, 3)]
+        if not all(np.array_equal(colour[..., 0], colour[..., c]) for c in range(1, colour.shape[-1])):
+            raise InputError(
+                f"Volume '{name}' is a colour (RGB) image; the network needs a gray mammogram "
+                "(convert it with the 'Vector to Scalar Volume' module)"
+            )
+        array = colour[..., 0].copy()
+        notes.append(f"'{name}' is stored as RGB with equal channels: used as gray")
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    return SliceImage(
+        array=array,
+        ijk_to_ras=_matrix_to_numpy(ijk_to_ras),
+        node_to_world=node_to_world(volume_node, "Volume"),
+        slice_index=slice_index,
+        num_slices=slices,
+        name=name,
+        notes=notes,
+    )
+
+
+def slice_index_at(volume_node: Any, world_point: Sequence[float]) -> int:
+    """The slice (k) of a volume nearest to a world (RAS) point, e.g. the centre of the Red view."""
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    world_to_ijk = np.linalg.inv(node_to_world(volume_node, "Volume") @ _matrix_to_numpy(ijk_to_ras))
+    k = (world_to_ijk @ np.array([*world_point[:3], 1.0]))[2]
+    slices = volume_node.GetImageData().GetDimensions()[2]
+    return int(min(max(math.floor(k + 0.5), 0), slices - 1))
+
+
+def roi_corners_ijk(roi_node: Any, image: SliceImage) -> np.ndarray:
+    """The 8 corners of an ROI in the volume's continuous IJK coordinates, shape (8, 3)."""
+    size = np.array(roi_node.GetSize(), dtype=float)
+    object_to_world = _matrix_to_numpy(roi_node.GetObjectToWorldMatrix())
+    signs = np.array([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)])
+    corners = np.hstack([signs * size, np.ones((8, 1))])
+    return (image.world_to_ijk @ object_to_world @ corners.T).T[:, :3]
+
+
+def roi_to_box(roi_node: Any, image: SliceImage) -> tuple[tuple[int, int, int, int], list[str]]:
+    """A Markups ROI node -> the pixel box ``(x0, y0, x1, y1)`` (x = column = i, y = row = j, end
+    exclusive) on the image, clipped to it; InputError when it misses the image or is too thin."""
+    name = roi_node.GetName()
+    if roi_node.GetNumberOfControlPoints() < 1 or not roi_node.GetNthControlPointPositionStatus(0) == roi_node.PositionDefined:
+        raise InputError(f"ROI '{name}' is not placed yet: finish drawing it (or delete it)")
+    corners = roi_corners_ijk(roi_node, image)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    notes = []
+    if image.num_slices > 1 and not (low[2] - 0.5 - EDGE_TOLERANCE <= image.slice_index <= high[2] + 0.5 + EDGE_TOLERANCE):
+        raise InputError(
+            f"ROI '{name}' does not cross slice {image.slice_index} of '{image.name}' "
+            f"(it spans slices {low[2]:.1f} to {high[2]:.1f}): show the slice it was drawn on, or move it"
+        )
+    height, width = image.shape
+    x0 = math.floor(low[0] + 0.5 + EDGE_TOLERANCE)
+    y0 = math.floor(low[1] + 0.5 + EDGE_TOLERANCE)
+    x1 = math.ceil(high[0] + 0.5 - EDGE_TOLERANCE)
+    y1 = math.ceil(high[1] + 0.5 - EDGE_TOLERANCE)
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise InputError(f"ROI '{name}' lies outside the image '{image.name}' ({width} x {height} pixels)")
+    clipped = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+    if clipped != (x0, y0, x1, y1):
+        notes.append(f"ROI '{name}' reaches outside the image: clipped to it")
+    box_width, box_height = clipped[2] - clipped[0], clipped[3] - clipped[1]
+    if min(box_width, box_height) < MIN_ROI_PIXELS:
+        raise InputError(
+            f"ROI '{name}' covers only {box_width} x {box_height} pixels of the image; "
+            f"draw it at least {MIN_ROI_PIXELS} pixels wide and high around the mass"
+        )
+    in_plane = (image.world_to_ijk @ _matrix_to_numpy(roi_node.GetObjectToWorldMatrix()))[:2, :2]
+    in_plane = in_plane / np.maximum(np.linalg.norm(in_plane, axis=0, keepdims=True), 1e-12)
+    if not np.allclose(np.abs(in_plane), np.round(np.abs(in_plane)), atol=1e-3):
+        notes.append(f"ROI '{name}' is rotated relative to the image: its bounding box along the image axes is used")
+    return clipped, notes
+
+
+def segment_id_for(roi_node: Any) -> str:
+    return SEGMENT_ID_PREFIX + roi_node.GetID()
+
+
+def segment_name_for(roi_node: Any) -> str:
+    return f"{roi_node.GetName()} mass"
+
+
+@dataclass
+class Request:
+    """Everything a run needs, read from the scene on the main thread; inference only needs
+    ``image.array`` and ``boxes`` and touches no MRML node."""
+
+    volume_node: Any
+    roi_nodes: list[Any]
+    image: SliceImage
+    boxes: list[tuple[int, int, int, int]]
+    notes: list[str]
+
+    @property
+    def segment_ids(self) -> list[str]:
+        return [segment_id_for(roi) for roi in self.roi_nodes]
+
+
+@dataclass
+class Result:
+    segmentation_node: Any
+    segment_ids: list[str]
+    notes: list[str]
+    seconds: float = 0.0
+    empty: list[str] = field(default_factory=list)
+
+
+def prepare(volume_node: Any, roi_nodes: Sequence[Any], slice_index: int | None = None) -> Request:
+    """Read and check the inputs; InputError (and no change to the scene) when they are unusable."""
+    image = volume_to_slice(volume_node, slice_index)
+    rois = [roi for roi in roi_nodes if roi is not None]
+    if not rois:
+        raise InputError("Draw at least one ROI box around a mass (Markups ROI), or tick one in the ROI list")
+    unique = list(dict.fromkeys(rois))
+    notes = list(image.notes)
+    boxes = []
+    for roi in unique:
+        if not roi.IsA("vtkMRMLMarkupsROINode"):
+            raise InputError(f"'{roi.GetName()}' is not a Markups ROI node")
+        box, roi_notes = roi_to_box(roi, image)
+        boxes.append(box)
+        notes.extend(roi_notes)
+    return Request(volume_node=volume_node, roi_nodes=unique, image=image, boxes=boxes, notes=notes)
+
+
+def ensure_segmentation_converters() -> None:
+    """Register the binary-labelmap conversion rules when nobody has (a bare ``slicer-core`` scene);
+    in Slicer the Segmentations module has done it at startup."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if factory.ConstructRepresentationObjectByRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()):
+        return
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
+
+
+def mask_to_labelmap(mask: np.ndarray, image: SliceImage) -> Any:
+    """A (rows, columns) 0/1 mask -> a ``vtkOrientedImageData`` on the volume's voxel grid (slice k)."""
+    height, width = image.shape
+    if mask.shape != (height, width):
+        raise ValueError(f"mask of shape {mask.shape} does not fit the image ({height}, {width})")
+    k = image.slice_index
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetExtent(0, width - 1, 0, height - 1, k, k)
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = (np.asarray(mask) > 0).astype(np.uint8).ravel()
+    labelmap.SetImageToWorldMatrix(_numpy_to_matrix(image.ijk_to_ras))
+    return labelmap
+
+
+def apply_masks(request: Request, masks: Sequence[np.ndarray], segmentation_node: Any = None) -> Result:
+    """Write one segment per ROI (created, or replaced on a re-run) into ``segmentation_node``
+    (a new ``<volume> masses`` node when None), with the volume as reference geometry."""
+    volume = request.volume_node
+    scene = volume.GetScene()
+    if scene is None:
+        raise InputError(f"Volume '{request.image.name}' was removed from the scene while it was segmented")
+    gone = [roi.GetName() for roi in request.roi_nodes if roi.GetScene() is None]
+    if gone:
+        raise InputError(f"ROI {', '.join(gone)} was removed while it was segmented; run again")
+    if len(masks) != len(request.roi_nodes):
+        raise ValueError(f"{len(masks)} masks for {len(request.roi_nodes)} ROIs")
+    ensure_segmentation_converters()
+    if segmentation_node is None:
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} masses")
+        segmentation_node.CreateDefaultDisplayNodes()
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        segmentation_node.SetAndObserveTransformNodeID(volume.GetTransformNodeID())
+    elif segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        if segmentation_node.GetDisplayNode() is None:
+            segmentation_node.CreateDefaultDisplayNodes()
+    segmentation = segmentation_node.GetSegmentation()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    empty = []
+    was_modifying = segmentation_node.StartModify()
+    try:
+        for roi, mask in zip(request.roi_nodes, masks):
+            segment_id = segment_id_for(roi)
+            segment = segmentation.GetSegment(segment_id)
+            if segment is None:
+                colour = PALETTE[segmentation.GetNumberOfSegments() % len(PALETTE)]
+                segmentation.AddEmptySegment(segment_id, segment_name_for(roi), colour)
+                segment = segmentation.GetSegment(segment_id)
+            segment.SetTag(ROI_TAG, roi.GetID())
+            labelmap = mask_to_labelmap(mask, request.image)
+            if not logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, logic.MODE_REPLACE, labelmap.GetExtent()):
+                raise RuntimeError(f"could not write the mask of ROI '{roi.GetName()}' into '{segmentation_node.GetName()}'")
+            if not np.any(mask):
+                empty.append(roi.GetName())
+    finally:
+        segmentation_node.EndModify(was_modifying)
+    notes = list(request.notes)
+    if empty:
+        notes.append(f"no mass found in ROI {', '.join(empty)} (empty segment)")
+    return Result(segmentation_node=segmentation_node, segment_ids=request.segment_ids, notes=notes, empty=empty)
+
+
+class MammogramSegmentationLogic:
+    """Volume + ROI nodes -> one mass segment per ROI, with a cached model.
+
+    ``prepare`` (main thread) -> ``infer`` (any thread, no MRML) -> ``apply`` (main thread);
+    ``process`` does all three in a row for scripts, tests and the browser viewer."""
+
+    def __init__(self, bundle_dir: Any = None) -> None:
+        self.models = ModelCache(bundle_dir)
+
+    def segmenter(self, model: str = DEFAULT_NETWORK, device: str = "auto", threshold: float | None = None, weights: Any = None) -> Any:
+        return self.models.get(model=model, device=device, threshold=threshold, weights=weights)
+
+    @staticmethod
+    def prepare(volume_node: Any, roi_nodes: Sequence[Any], slice_index: int | None = None) -> Request:
+        return prepare(volume_node, roi_nodes, slice_index)
+
+    def infer(self, request: Request, segmenter: Any = None, job: Any = None, **model_settings: Any) -> list[np.ndarray]:
+        """Per-ROI masks of a prepared request, all ROIs in one batch (no MRML access)."""
+        if segmenter is None:
+            if job is not None and not self.models.is_loaded(**model_settings):
+                job.report("loading the model (first run with these settings)...")
+            with self.models.lock:
+                segmenter = self.segmenter(**model_settings)
+                if job is not None:
+                    job.check()
+                    job.report(f"segmenting {len(request.boxes)} ROI(s) on {segmenter.device}...")
+                return self._segment(segmenter, request)
+        return self._segment(segmenter, request)
+
+    @staticmethod
+    def _segment(segmenter: Any, request: Request) -> list[np.ndarray]:
+        try:
+            return segment_each(segmenter, request.image.array, request.boxes, source=request.image.name)
+        except ValueError as err:
+            raise InputError(str(err).strip().splitlines()[0]) from err
+
+    @staticmethod
+    def apply(request: Request, masks: Sequence[np.ndarray], segmentation_node: Any = None) -> Result:
+        return apply_masks(request, masks, segmentation_node)
+
+    def process(
+        self,
+        volume_node: Any,
+        roi_nodes: Sequence[Any],
+        segmentation_node: Any = None,
+        slice_index: int | None = None,
+        segmenter: Any = None,
+        **model_settings: Any,
+    ) -> Result:
+        """Segment every ROI of ``volume_node`` in one batch; one segment per ROI."""
+        started = time.perf_counter()
+        request = self.prepare(volume_node, roi_nodes, slice_index)
+        masks = self.infer(request, segmenter=segmenter, **model_settings)
+        result = self.apply(request, masks, segmentation_node)
+        result.seconds = time.perf_counter() - started
+        return result
