@@ -192,43 +192,6 @@ class ModelCache:
             self._segmenter, self._key = None, None
 
 
-def segment_each(segmenter: Any, image: Any, boxes: Sequence[Sequence[float]], source: str = "image") -> list[Any]:
-    """One uint8 (H, W) 0/1 mask per box, all boxes through the network as ONE batch.
-
-    ``Segmenter.segment`` returns the union of the boxes' masks; the Slicer module needs each ROI's
-    own mask to make one segment per ROI. This uses ``Segmenter.segment_each`` when the package has
-    it; otherwise it runs the Segmenter's own pipeline objects (the bundle's preprocessing, inferer,
-    network and postprocessing) the way ``Segmenter.segment`` does, post-processing each ROI's
-    prediction alone. The union of the returned masks equals ``Segmenter.segment`` (tested).
-    """
-    native = getattr(segmenter, "segment_each", None)
-    if callable(native):
-        return list(native(image, boxes, source=source))
-    import numpy as np
-    import torch
-    from connected_unets.roi import validate_box
-
-    array = np.asarray(image)
-    if array.ndim != 2:
-        raise ValueError(f"{source}: expected a 2-D grayscale image, got an array of shape {array.shape}")
-    if len(boxes) == 0:
-        raise ValueError(f"{source}: no ROI box given")
-    checked = [list(validate_box(box, array.shape, source)) for box in boxes]
-    data = segmenter.preprocessing({"image": array.astype(np.float32), "boxes": checked, "image_path": source})
-    inputs = torch.as_tensor(data["image"])[None].to(segmenter.device)
-    with torch.inference_mode(), torch.autocast(segmenter.device.type, enabled=segmenter.amp):
-        logits = segmenter.inferer(inputs, segmenter.network)
-    logits = logits[0].float().cpu()
-    masks = []
-    for index in range(len(checked)):
-        one = dict(data)
-        one["pred"] = logits[index : index + 1]
-        one["roi_box"] = data["roi_box"][index : index + 1]
-        mask = segmenter.postprocessing(one)["pred"]
-        masks.append(np.asarray(torch.as_tensor(mask))[0].astype(np.uint8))
-    return masks
-
-
 # --------------------------------------------------------------------------------------------
 # Background job
 

@@ -28,7 +28,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .engine import DEFAULT_NETWORK, InputError, ModelCache, segment_each
+from .engine import DEFAULT_NETWORK, InputError, ModelCache
 
 #: ROIs narrower or lower than this many pixels (after clipping to the image) are refused.
 MIN_ROI_PIXELS = 8
@@ -358,7 +358,7 @@ class MammogramSegmentationLogic:
     @staticmethod
     def _segment(segmenter: Any, request: Request) -> list[np.ndarray]:
         try:
-            return segment_each(segmenter, request.image.array, request.boxes, source=request.image.name)
+            return segmenter.segment_each(request.image.array, request.boxes, source=request.image.name)
         except ValueError as err:
             raise InputError(str(err).strip().splitlines()[0]) from err
 
