@@ -10,6 +10,7 @@ weights=${2:-$repo/monai_bundle/models/$([ "$network" = connected_resunets ] && 
 cd "$repo/monai_bundle"
 for boxes in tight:0.0 loose:0.3; do
   out="$repo/runs/eval/$network/${boxes%%:*}"
+  mkdir -p "$out"
   python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']" \
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
     --dataset_dir "$repo/runs/data/cdd_cesm_dm" --output_dir "$out" \
