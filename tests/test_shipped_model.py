@@ -13,7 +13,7 @@ from connected_unets.metrics import dice
 from connected_unets.networks import get_network
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
-SHIPPED = {"connected_resunets": BUNDLE / "models" / "model.pt"}
+SHIPPED = {"connected_resunets": BUNDLE / "models" / "model.pt", "unet": BUNDLE / "models" / "unet.pt"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
