@@ -160,3 +160,15 @@ def random_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("random_weights") / "model.pt"
     torch.save(network.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """In-process torch on one thread, like the subprocesses: small tensors run faster and do not
+    fight other jobs for the 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

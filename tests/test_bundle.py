@@ -51,13 +51,7 @@ ITERATIONS_PER_EPOCH = len(DATALIST["training"]) // BATCH  # train.yaml drops th
 STATE_NAME = "connected_resunets_train_state.pt"  # <network_name>_train_state.pt in output_dir
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process runs on one thread, like the subprocesses (see conftest)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @contextmanager

@@ -61,13 +61,7 @@ CLASSES = {
 ASPP_COUNT = {"unet": 0, "aunet": 0, "resunet": 0, "connected_unets": 3, "connected_aunets": 4, "connected_resunets": 3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors run faster on one thread (and do not fight other jobs for the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
