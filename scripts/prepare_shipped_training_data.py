@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from connected_unets.data.manifest import read_manifest
+from connected_unets.data.folder import read_folder
 from connected_unets.data.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,10 +24,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "data" / "cdd_cesm_dm"
     out = Path(sys.argv[2]) if len(sys.argv) > 2 else REPO / "runs" / "data" / "cdd_cesm_dm"
-    records = read_manifest(source)
-    datalist = prepare(records, out, seed=0, source_root=source, progress=lambda r: tqdm(r, desc="images"))
+    found = read_folder(source)  # the CDD-CESM manifest: mass images only, mass-like components as lesions
+    datalist = prepare(found.records, out, seed=0, source_root=source, progress=lambda r: tqdm(r, desc="images"))
     for split, items in datalist.items():
-        print(f"{split}: {len(items)} {'images' if split == 'skipped' else 'lesions'}, {len({i.get('patient') for i in items})} patients")
+        print(f"{split}: {len(items)} skipped" if split == "skipped" else f"{split}: {len(items)} lesions, {len({i['patient'] for i in items})} patients")
 
 
 if __name__ == "__main__":

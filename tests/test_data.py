@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from connected_unets.data.folder import ALL_COMPONENTS, read_folder
 from connected_unets.data.prepare import prepare
-from connected_unets.data.records import ImageRecord
+from connected_unets.data.records import Annotation, ImageRecord
 from connected_unets.data.regions import mass_regions
 from connected_unets.data.split import split_patients
 from connected_unets.io import load_mask
@@ -20,8 +21,11 @@ SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", REPO.parent / "shared"))
 
 
 def _sample_records() -> list[ImageRecord]:
-    samples = json.loads((SAMPLE / "samples.json").read_text())
-    return [ImageRecord(SAMPLE / s["image"], SAMPLE / s["mask"], s["patient"]) for s in samples]
+    return read_folder(SAMPLE).records
+
+
+def _record(image: Path, mask: Path, patient: str) -> ImageRecord:
+    return ImageRecord(image, patient, (Annotation(f"{image.stem}_lesion", mask=mask, components=ALL_COMPONENTS),))
 
 
 def test_a_mask_of_two_separate_masses_gives_two_lesions_largest_first():
@@ -91,9 +95,9 @@ def test_prepare_skips_what_is_already_done(tmp_path):
 def test_prepare_skips_an_unreadable_image_and_says_why(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    records = _sample_records()[:1] + [ImageRecord(broken, SAMPLE / "masks" / "P60_L_DM_MLO.png", "PX")]
+    records = _sample_records()[:1] + [_record(broken, SAMPLE / "masks" / "P60_L_DM_MLO.png", "PX")]
     datalist = prepare(records, tmp_path / "out")
-    assert [s["image"] for s in datalist["skipped"]] == [str(broken)]
+    assert [(s["file"], s["kind"]) for s in datalist["skipped"]] == [(str(broken), "unreadable image")]
     assert "broken.jpg" in datalist["skipped"][0]["reason"]
     assert len(datalist["training"]) + len(datalist["validation"]) == 1
 
@@ -101,6 +105,7 @@ def test_prepare_skips_an_unreadable_image_and_says_why(tmp_path):
 def test_prepare_skips_a_mask_whose_size_differs_from_its_image(tmp_path):
     small = tmp_path / "small.png"
     Image.fromarray(np.full((64, 64), 255, np.uint8)).save(small)
-    records = [ImageRecord(SAMPLE / "images" / "P60_L_DM_MLO.jpg", small, "P60")]
+    records = [_record(SAMPLE / "images" / "P60_L_DM_MLO.jpg", small, "P60")]
     datalist = prepare(records, tmp_path / "out")
-    assert "mask is (64, 64) pixels but its image is (512, 512)" in datalist["skipped"][0]["reason"]
+    assert datalist["skipped"][0]["kind"] == "mask size differs from image"
+    assert "small.png: mask is 64x64 pixels but its image is 512x512" in datalist["skipped"][0]["reason"]

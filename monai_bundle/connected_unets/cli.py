@@ -1,4 +1,4 @@
-"""``connected-unets``: the command line front door (segment, demo).
+"""``connected-unets``: the command line front door (segment, demo, prepare).
 
 Every failure a user can cause (missing file, unreadable image, bad box, missing weights) ends as
 one line on stderr and exit status 2, never a traceback.
@@ -57,6 +57,95 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_ratios(text: str) -> dict[str, float]:
+    """``training=0.7,validation=0.1,test=0.2`` as a dict of positive ratios."""
+    splits = {}
+    for part in text.split(","):
+        name, _, ratio = part.partition("=")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = 0.0
+        if not name.strip() or not value > 0:
+            raise argparse.ArgumentTypeError(f"'{part}' is not NAME=RATIO with a positive ratio")
+        splits[name.strip()] = value
+    return splits
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import DEFAULT_SPLITS, read_dataset
+    from .data.prepare import CropSettings, prepare
+    from .data.summary import summary_table
+    from .io import atomic_output
+
+    options = {
+        "cbis-ddsm": {"abnormality": args.abnormality},
+        "inbreast": {"roi_names": tuple(args.roi_name or ("Mass",))},
+        "folder": {"manifest": args.manifest},
+    }[args.dataset]
+    found = read_dataset(args.dataset, args.root, **options)
+    datalist = prepare(
+        found.records,
+        args.out,
+        splits=args.split or DEFAULT_SPLITS[args.dataset],
+        seed=args.seed,
+        settings=CropSettings(augment_offline=args.augment_offline),
+        progress=lambda items: tqdm(items, desc="images", unit="image"),
+        source_root=args.root,
+        skipped=found.skipped,
+    )
+    table = summary_table(datalist)
+    with atomic_output(args.out / "summary.txt") as tmp:
+        tmp.write_text(table + "\n")
+    print(table)
+    print(f"\ndatalist: {args.out / 'datalist.json'} (train with --dataset_dir {args.out}); skip reasons in its 'skipped' list")
+    return 0
+
+
+def _user_error(err: BaseException) -> BaseException:
+    """The user's mistake behind a config-system error: MONAI wraps what a config expression or
+    component raises in RuntimeError("Failed to evaluate ..."); report the cause instead."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, (ValueError, OSError)):
+            return cause
+        cause = cause.__cause__
+    return err
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evaluation import load_cases, evaluation_workflow, run_evaluation
+
+    try:
+        workflow = evaluation_workflow(
+            args.out, dataset_dir=args.dataset_dir, split=args.split, network=args.model, weights=args.weights,
+            box_extra_margin=args.box_extra_margin, detections_file=args.detections, device=args.device,
+            threshold=args.threshold, bundle_dir=args.bundle, logging_file=False,
+        )  # fmt: skip
+        with tqdm(total=load_cases(workflow), desc="evaluating", unit="case") as bar:
+            summary = run_evaluation(workflow, on_cases=bar.update)
+    except RuntimeError as err:
+        raise _user_error(err) from err
+    rows = [("Dice", summary["dice"]), ("IoU", summary["iou"]), ("pixel AUC", summary["auc"])]
+    print(f"{summary['n_cases']} lesions of '{args.split}', {args.model}")
+    print(f"{'metric':<16} {'mean':>6} {'median':>6}  95 % CI of the mean")
+    for name, block in rows:
+        if block["mean"] is not None:
+            print(f"{name:<16} {block['mean']:>6.3f} {block['median']:>6.3f}  [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]")
+    share = summary["iou90_fraction"]
+    print(f"{'IoU >= 0.9':<16} {share['value']:>6.3f} {'':>6}  [{share['ci'][0]:.3f}, {share['ci'][1]:.3f}]  (share of lesions)")
+    detection = summary["detection"]
+    if detection is not None:
+        fsa = detection["final_segmentation_accuracy"]["value"]
+        print(f"{'detection rate':<16} {detection['rate']['value']:>6.3f}; final segmentation accuracy {'n/a' if fsa is None else f'{fsa:.3f}'}")
+    print(f"report in {args.out}: summary.md, cases.csv, summary.json, roc.png, montage.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connected-unets", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -76,6 +165,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default %(default)s)")
     _add_model_options(demo)
     demo.set_defaults(run=_demo)
+
+    prep = commands.add_parser(
+        "prepare", help="turn a dataset (CBIS-DDSM, INbreast, a folder) into lesion ROIs and a datalist.json for training"
+    )
+    prep.add_argument("--dataset", required=True, choices=("cbis-ddsm", "inbreast", "folder"))
+    prep.add_argument("--root", type=Path, required=True, help="the dataset folder as downloaded")
+    prep.add_argument("--out", type=Path, required=True, help="output folder (re-running it resumes)")
+    prep.add_argument(
+        "--split", type=_split_ratios, default=None, metavar="NAME=RATIO,...",
+        help="patient-wise split, e.g. training=0.7,validation=0.1,test=0.2 (CBIS-DDSM: of its official training "
+        "side; its official test set is kept). Default: training=0.8,validation=0.2; INbreast 0.7/0.1/0.2",
+    )
+    prep.add_argument("--seed", type=int, default=0, help="seed of the patient split (default %(default)s)")
+    prep.add_argument("--augment-offline", action="store_true", help="also write the paper's x6 set (3 rotations, 2 CLAHE) of training lesions")
+    prep.add_argument("--abnormality", default="mass", choices=("mass", "calcification", "all"), help="CBIS-DDSM rows to use (default %(default)s)")
+    prep.add_argument("--roi-name", action="append", default=None, help="INbreast ROI Name to use, repeatable (default Mass)")
+    prep.add_argument("--manifest", type=Path, default=None, help="folder: CSV manifest (default ROOT/manifest.csv when present)")
+    prep.set_defaults(run=_prepare)
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model on a split of a datalist.json: per-lesion CSV, summary with CIs, figures"
+    )
+    evaluate.add_argument(
+        "--dataset-dir", type=Path, default=None,
+        help="folder with datalist.json, as written by `prepare` (default: the bundle's sample ROIs)",
+    )  # fmt: skip
+    evaluate.add_argument("--split", default="validation", help="datalist split to score (default %(default)s)")
+    evaluate.add_argument("--out", type=Path, default=Path("evaluation_output"), help="report folder (default %(default)s)")
+    evaluate.add_argument(
+        "--box-extra-margin", type=float, default=None, metavar="FRACTION",
+        help="loosen each box by this fraction of its size per side, e.g. 0.3 (default: the bundle's, 0)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--detections", type=Path, default=None, metavar="CSV",
+        help="detector results, columns lesion,detected (flag or probability): adds the final segmentation accuracy",
+    )  # fmt: skip
+    _add_model_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 

@@ -30,6 +30,7 @@ _PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _DICOM_SUFFIXES = (".dcm", ".dicom")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+SUPPORTED_SUFFIXES = _PIL_SUFFIXES + _DICOM_SUFFIXES + _NIFTI_SUFFIXES + _ITK_SUFFIXES  # what load_image reads
 _PIL_GRAY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as PIL's "L"
 _LPS = nib.orientations.axcodes2ornt(("L", "P", "S"))

@@ -156,6 +156,16 @@ class ResizeROId(MapTransform):
         return d
 
 
+# (clip limit, tiles per side) of the paper's two CLAHE variants; the paper gives no values (docs/deviations.md).
+CLAHE_VARIANTS: tuple[tuple[float, int], ...] = ((0.01, 8), (0.03, 4))
+
+
+def clahe(image: np.ndarray, clip: float, tiles: int) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of a 2-D image in [0, 1] on ``tiles`` x ``tiles`` tiles."""
+    kernel = [max(size // tiles, 1) for size in image.shape[-2:]]
+    return exposure.equalize_adapthist(np.clip(image, 0, 1), kernel_size=kernel, clip_limit=clip)
+
+
 class RandCLAHEd(MapTransform, RandomizableTransform):
     """The paper's "two different CLAHE transforms" as random augmentation: with probability
     ``prob`` one of ``variants`` (clip limit, tiles per side) is applied to an image in [0, 1].
@@ -168,7 +178,7 @@ class RandCLAHEd(MapTransform, RandomizableTransform):
         self,
         keys: KeysCollection,
         prob: float = 0.3,
-        variants: Sequence[Sequence[float]] = ((0.01, 8), (0.03, 4)),
+        variants: Sequence[Sequence[float]] = CLAHE_VARIANTS,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -187,13 +197,8 @@ class RandCLAHEd(MapTransform, RandomizableTransform):
             return d
         clip, tiles = self.variants[self._variant]
         for key in self.key_iterator(d):
-            image = torch.as_tensor(d[key])
-            kernel = [max(s // tiles, 1) for s in image.shape[-2:]]
-            channels = [
-                exposure.equalize_adapthist(np.clip(c.numpy(), 0, 1), kernel_size=kernel, clip_limit=clip)
-                for c in image.float()
-            ]
-            d[key] = torch.as_tensor(np.stack(channels), dtype=torch.float32)
+            image = torch.as_tensor(d[key]).float()
+            d[key] = torch.as_tensor(np.stack([clahe(c.numpy(), clip, tiles) for c in image]), dtype=torch.float32)
         return d
 
 

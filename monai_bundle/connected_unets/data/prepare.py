@@ -3,29 +3,141 @@
 Each lesion is written as a *context crop*: its box grown by the paper's margin plus enough extra
 room (``context``, fraction of the box per side) for the training-time box loosening, so the
 training transforms can crop any loosened ROI from it. The lesion box inside the crop is stored in
-the datalist. Files are written atomically; a re-run skips what exists.
+the datalist. Every file is written atomically, and each finished image leaves a small record in
+``.prepare/``, so an interrupted run picks up where it stopped and a re-run redoes nothing.
+Whatever cannot be used is skipped with its file and reason, logged, and listed under ``skipped``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..io import ImageReadError, atomic_output, load_image, load_mask
+from ..io import ImageReadError, atomic_output, load_image
 from ..roi import MarginRule, expand_box, mask_box
-from .records import ImageRecord, LesionRecord
-from .regions import RegionRule, mass_regions
+from .augment import augmented_crops
+from .lesions import AnnotationError, lesion_masks
+from .records import ImageRecord, LesionRecord, Skip
 from .split import split_patients
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPLITS: dict[str, float] = {"training": 0.8, "validation": 0.2}
+FREE_SPLITS = ("", "training")  # official splits that are divided by ``splits``; others (e.g. "test") are kept
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How lesions become files; part of each image's resume key, so changing them redoes the work."""
+
+    context: float = 0.75
+    augment_offline: bool = False
+
+
+def assign_splits(records: Sequence[ImageRecord], splits: dict[str, float], seed: int = 0) -> list[str]:
+    """The split of each record: its official split when that is not divided (e.g. CBIS-DDSM "test"),
+    else its patient's share of ``splits``, drawn over the patients of the divided records."""
+    free = [record.patient for record in records if record.split in FREE_SPLITS]
+    assignment = split_patients(free, list(splits.values()), list(splits), seed) if free else {}
+    fixed = {record.patient for record in records if record.split not in FREE_SPLITS}
+    both = fixed & set(assignment)
+    if both:
+        logger.warning("%d patient(s) have images on both sides of the official split, e.g. %s", len(both), sorted(both)[0])
+    return [assignment[r.patient] if r.split in FREE_SPLITS else r.split for r in records]
+
+
+def prepare(
+    records: Sequence[ImageRecord],
+    out_dir: str | Path,
+    splits: dict[str, float] | None = None,
+    seed: int = 0,
+    settings: CropSettings = CropSettings(),
+    progress: Callable[[Iterable], Iterable] = iter,
+    source_root: str | Path | None = None,
+    skipped: Sequence[Skip] = (),
+) -> dict[str, list[dict]]:
+    """Write ROI crops for every lesion of ``records`` and ``datalist.json`` in ``out_dir``.
+
+    Patients are split before anything else; ``skipped`` (what the reader left out) is carried into
+    the datalist's ``skipped`` list with what this step leaves out. ``source`` entries are relative
+    to ``source_root`` when it is given (portable datalists).
+    """
+    out_dir = Path(out_dir)
+    splits = splits or DEFAULT_SPLITS
+    assigned = assign_splits(records, splits, seed)
+    datalist: dict[str, list[dict]] = {name: [] for name in dict.fromkeys([*splits, *assigned])}
+    all_skipped = [asdict(skip) for skip in skipped]
+    root = Path(source_root) if source_root else None
+    for record, split in progress(list(zip(records, assigned))):
+        done = _prepare_image(record, split, out_dir, settings, root)
+        datalist[split].extend(done["lesions"])
+        all_skipped.extend(done["skipped"])
+    for skip in all_skipped:
+        logger.warning("skipped %s", skip["reason"])
+    result = {**datalist, "skipped": all_skipped}
+    with atomic_output(out_dir / "datalist.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _prepare_image(record: ImageRecord, split: str, out_dir: Path, settings: CropSettings, root: Path | None) -> dict:
+    """Lesion entries and skips of one image, from its resume record when an earlier run finished it."""
+    source = record.image.relative_to(root).as_posix() if root and record.image.is_relative_to(root) else str(record.image)
+    key = hashlib.sha1(repr((str(record.image), record.annotations, split, settings)).encode()).hexdigest()
+    done_file = out_dir / ".prepare" / f"{key}.json"
+    if done_file.is_file():
+        return json.loads(done_file.read_text())
+    lesions: list[dict] = []
+    skips: list[Skip] = []
+    try:
+        image = load_image(record.image).array
+    except ImageReadError as err:
+        kind = "missing image file" if "file not found" in str(err) else "unreadable image"
+        skips.append(Skip(str(record.image), str(err), kind))
+        image = None
+    for annotation in record.annotations if image is not None else ():
+        try:
+            masks = lesion_masks(annotation, image.shape, str(record.image))
+        except AnnotationError as err:
+            skips.append(Skip(str(annotation.mask or record.image), str(err), err.kind))
+            continue
+        for lesion, mask in masks:
+            entry = LesionRecord("", "", mask_box(mask), record.patient, _UNSAFE.sub("_", lesion), annotation.pathology, source)
+            lesions.extend(_write_lesion(image, mask, entry, split, out_dir, settings))
+    if image is not None and not lesions and not skips:
+        skips.append(Skip(str(record.image), f"{record.image}: no lesion annotated", "no lesion"))
+    done = {"lesions": lesions, "skipped": [asdict(skip) for skip in skips]}
+    with atomic_output(done_file) as tmp:
+        tmp.write_text(json.dumps(done))
+    return done
+
+
+def _write_lesion(image: np.ndarray, mask: np.ndarray, entry: LesionRecord, split: str, out_dir: Path, settings: CropSettings) -> list[dict]:
+    """Write the context crop (and its augmented copies for training) of one lesion; their datalist entries."""
+    x0, y0, x1, y1 = expand_box(entry.box, image.shape, MarginRule(), extra=(settings.context,) * 4)
+    crop, label = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    box = (entry.box[0] - x0, entry.box[1] - y0, entry.box[2] - x0, entry.box[3] - y0)
+    variants = [("", crop, label, box)]
+    if settings.augment_offline and split == "training":
+        variants.extend(augmented_crops(crop, label, box))
+    entries = []
+    for augmentation, crop_v, label_v, box_v in variants:
+        name = f"{entry.lesion}_{augmentation}" if augmentation else entry.lesion
+        image_file, label_file = f"images/{name}.png", f"labels/{name}.png"
+        _write_png(_to_png_array(crop_v), out_dir / image_file)
+        _write_png(label_v.astype(np.uint8) * 255, out_dir / label_file)
+        record = LesionRecord(image_file, label_file, box_v, entry.patient, entry.lesion, entry.pathology, entry.source)
+        entries.append({**asdict(record), "box": [int(v) for v in box_v], "augmentation": augmentation or "none"})
+    return entries
 
 
 def _to_png_array(array: np.ndarray) -> np.ndarray:
@@ -41,73 +153,3 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     with atomic_output(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
 
-
-def lesions_of(
-    record: ImageRecord, out_dir: Path, region_rule: RegionRule, context: float, source_root: Path | None = None
-) -> list[LesionRecord]:
-    """Write the context crops of one image's lesions (skipping existing files) and describe them."""
-    mask = load_mask(record.mask)
-    image = load_image(record.image).array
-    if mask.shape != image.shape:
-        raise ValueError(f"{record.mask}: mask is {mask.shape[::-1]} pixels but its image is {image.shape[::-1]}")
-    lesions = []
-    for index, region in enumerate(mass_regions(mask, region_rule), start=1):
-        box = mask_box(region)
-        x0, y0, x1, y1 = expand_box(box, image.shape, MarginRule(), extra=(context,) * 4)
-        name = f"{record.image.stem}_lesion{index}"
-        image_file, label_file = Path("images") / f"{name}.png", Path("labels") / f"{name}.png"
-        if not (out_dir / image_file).exists():
-            _write_png(_to_png_array(image[y0:y1, x0:x1]), out_dir / image_file)
-        if not (out_dir / label_file).exists():
-            _write_png(region[y0:y1, x0:x1].astype(np.uint8) * 255, out_dir / label_file)
-        lesions.append(
-            LesionRecord(
-                image=image_file.as_posix(),
-                label=label_file.as_posix(),
-                box=(box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0),
-                patient=record.patient,
-                lesion=name,
-                pathology=record.pathology,
-                source=record.image.relative_to(source_root).as_posix() if source_root else str(record.image),
-            )
-        )
-    return lesions
-
-
-def prepare(
-    records: Sequence[ImageRecord],
-    out_dir: str | Path,
-    splits: dict[str, float] | None = None,
-    seed: int = 0,
-    region_rule: RegionRule = RegionRule(),
-    context: float = 0.75,
-    progress: Callable[[Iterable[ImageRecord]], Iterable[ImageRecord]] = iter,
-    source_root: str | Path | None = None,
-) -> dict[str, list[dict]]:
-    """Write ROI crops for every lesion of ``records`` and ``datalist.json`` in ``out_dir``.
-
-    Patients are split before anything else; images that fail to read are skipped with a logged
-    reason, and listed under ``skipped`` in the returned datalist. ``source`` entries are relative
-    to ``source_root`` when it is given (portable datalists).
-    """
-    out_dir = Path(out_dir)
-    splits = splits or DEFAULT_SPLITS
-    assignment = split_patients((r.patient for r in records), list(splits.values()), list(splits), seed)
-    datalist: dict[str, list[dict]] = {name: [] for name in splits}
-    skipped: list[dict] = []
-    for record in progress(records):
-        try:
-            lesions = lesions_of(record, out_dir, region_rule, context, Path(source_root) if source_root else None)
-        except (ImageReadError, ValueError, OSError) as err:
-            logger.warning("skipped %s: %s", record.image, err)
-            skipped.append({"image": str(record.image), "reason": str(err)})
-            continue
-        if not lesions:
-            skipped.append({"image": str(record.image), "reason": "no mass-like region in the mask"})
-        datalist[assignment[record.patient]].extend(
-            {**asdict(lesion), "box": list(lesion.box)} for lesion in lesions
-        )
-    result = {**datalist, "skipped": skipped}
-    with atomic_output(out_dir / "datalist.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1))
-    return result
