@@ -237,3 +237,16 @@ def test_a_csv_without_the_official_columns_is_one_line_error(tmp_path, capsys):
     assert cli_main(["prepare", "--dataset", "cbis-ddsm", "--root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "mass_case_description_train_set.csv" in error and "missing column" in error
+
+
+def test_a_truncated_full_image_is_skipped_by_prepare_naming_the_file(tmp_path):
+    build_tree(tmp_path / "cbis", "csv")
+    image = next((tmp_path / "cbis").glob("Mass-Training_P_00003_RIGHT_MLO/*/*/000000.dcm"))
+    data = image.read_bytes()
+    image.unlink()
+    image.write_bytes(data[: len(data) // 2])
+    found = read_cbis_ddsm(tmp_path / "cbis")
+    datalist = prepare(found.records, tmp_path / "out", skipped=found.skipped)
+    assert [(s["kind"], s["file"]) for s in datalist["skipped"]] == [("unreadable image", str(image))]
+    assert "truncated" in datalist["skipped"][0]["reason"] or "not a readable DICOM" in datalist["skipped"][0]["reason"]
+    assert sum(len(datalist[s]) for s in ("training", "validation", "test")) == 5
