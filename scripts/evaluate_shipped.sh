@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Score a bundle model on the validation patients of the shipped training data, with tight boxes and
-# with boxes loosened by 30 % per side. Per-lesion CSVs go to runs/eval/<network>/{tight,loose}/.
+# with boxes loosened by 30 % per side. The reports (summary.md, cases.csv, summary.json, roc.png,
+# montage.png; see docs/evaluation.md) go to runs/eval/<network>/{tight,loose}/.
 # Usage: scripts/evaluate_shipped.sh [NETWORK] [WEIGHTS]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,5 +16,6 @@ for boxes in tight:0.0 loose:0.3; do
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
     --dataset_dir "$repo/runs/data/cdd_cesm_dm" --output_dir "$out" \
     --validate#box_extra_margin "${boxes##*:}" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
-  echo "$network ${boxes%%:*} boxes: $(tr '\n' ' ' < "$out/metrics.csv")"
+  echo "$network ${boxes%%:*} boxes: $(python -c 'import json, sys; s = json.load(open(sys.argv[1]))
+print("Dice %.3f IoU %.3f over %d lesions" % (s["dice"]["mean"], s["iou"]["mean"], s["n_cases"]))' "$out/summary.json")"
 done

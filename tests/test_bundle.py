@@ -282,16 +282,15 @@ def test_evaluate_writes_one_row_per_validation_lesion(trained, tmp_path):
     )
     lesions = [item["lesion"] for item in DATALIST["validation"]]
     assert len(lesions) == 3
-    for metric in ("val_mean_dice", "val_mean_iou"):
-        header, *rows = read_csv(out / f"{metric}_raw.csv")
-        assert header == ["filename", "class0", "mean"]
-        assert [row[0] for row in rows] == lesions
-        assert all(0.0 <= float(row[2]) <= 1.0 for row in rows)
-    summary = dict(read_csv(out / "metrics.csv"))
-    dice_rows = read_csv(out / "val_mean_dice_raw.csv")[1:]
-    assert float(summary["val_mean_dice"]) == pytest.approx(np.mean([float(r[2]) for r in dice_rows]), abs=1e-6)
+    header, *rows = read_csv(out / "cases.csv")
+    assert header[:3] == ["image", "lesion", "patient"]
+    assert [row[1] for row in rows] == lesions
+    dice = [float(row[header.index("dice")]) for row in rows]
+    assert all(0.0 <= d <= 1.0 for d in dice)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dice"]["mean"] == pytest.approx(np.mean(dice), abs=1e-6)
     # the same model and validation pipeline as the training run's best-model score
-    assert float(summary["val_mean_dice"]) == pytest.approx(trained.score["score"], abs=1e-6)
+    assert summary["dice"]["mean"] == pytest.approx(trained.score["score"], abs=1e-6)
 
 
 # --------------------------------------------------------------------------- inference
@@ -434,9 +433,9 @@ def test_distributed_validation_scores_all_lesions_of_both_ranks(distributed, tm
         batch_size=BATCH,
         **{"network_def#features": TINY},
     )
-    assert len(read_csv(out / "val_mean_dice_raw.csv")) == 1 + len(DATALIST["validation"])
-    summary = dict(read_csv(out / "metrics.csv"))
-    assert float(summary["val_mean_dice"]) == pytest.approx(distributed.score["score"], abs=1e-5)
+    assert len(read_csv(out / "cases.csv")) == 1 + len(DATALIST["validation"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dice"]["mean"] == pytest.approx(distributed.score["score"], abs=1e-5)
 
 
 def test_distributed_training_state_can_be_resumed(distributed):
