@@ -168,14 +168,19 @@ def test_detections_accept_flags_and_probabilities(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("lesion,detected\na,1\n", "no detection for 1 lesion(s) of the split, e.g. b"), ("lesion,found\na,1\n", "needs the columns")],
+    [
+        ("lesion,detected\na,1\n", "no detection for 1 lesion(s) of the split, e.g. b"),
+        ("lesion,found\na,1\nb,1\n", "needs the columns 'lesion' and 'detected'"),
+        ("lesion,detected\na,1\nb,maybe\n", "line 3: detected 'maybe' is not a flag or a probability"),
+    ],
+    ids=["missing-lesion", "missing-column", "bad-value"],
 )
 def test_detections_file_problems_are_named(tmp_path, text, message):
     path = tmp_path / "detections.csv"
     path.write_text(text)
     with pytest.raises(ValueError) as raised:
         read_detections(path, ["a", "b"])
-    assert str(raised.value).startswith(f"{path}: ") and message in str(raised.value)
+    assert str(raised.value).startswith(str(path)) and message in str(raised.value)
 
 
 def test_check_inputs_counts_the_cases_of_the_split():

@@ -1,4 +1,4 @@
-"""``connected-unets``: the command line front door (segment, demo, prepare).
+"""``connected-unets``: the command line front door (segment, demo, prepare, evaluate).
 
 Every failure a user can cause (missing file, unreadable image, bad box, missing weights) ends as
 one line on stderr and exit status 2, never a traceback.
@@ -138,6 +138,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"{name:<16} {block['mean']:>6.3f} {block['median']:>6.3f}  [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]")
     share = summary["iou90_fraction"]
     print(f"{'IoU >= 0.9':<16} {share['value']:>6.3f} {'':>6}  [{share['ci'][0]:.3f}, {share['ci'][1]:.3f}]  (share of lesions)")
+    good = summary["iou90_mean"]
+    if good["value"] is not None:
+        print(f"{'IoU90 mean':<16} {good['value']:>6.3f} {'':>6}  [{good['ci'][0]:.3f}, {good['ci'][1]:.3f}]  (mean IoU of those)")
     detection = summary["detection"]
     if detection is not None:
         fsa = detection["final_segmentation_accuracy"]["value"]

@@ -118,7 +118,9 @@ def read_detections(path: str | Path, lesions: Sequence[str], threshold: float =
                 value = words[text] if text in words else float(text)
             except ValueError:
                 raise ValueError(f"{path}, line {line}: detected '{row['detected']}' is not a flag or a probability") from None
-            outcome[row["lesion"].strip()] = value >= threshold
+            if math.isnan(value):
+                raise ValueError(f"{path}, line {line}: detected is NaN")
+            outcome[(row["lesion"] or "").strip()] = value >= threshold
     missing = [lesion for lesion in lesions if lesion not in outcome]
     if missing:
         raise ValueError(f"{path}: no detection for {len(missing)} lesion(s) of the split, e.g. {missing[0]}")
