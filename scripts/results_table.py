@@ -1,0 +1,125 @@
+"""The model-comparison table of docs/results.md, from what scripts/compare_models.sh wrote.
+
+Reads, for every run folder under runs/compare/<tag>/: model.json (best epoch and its validation
+Dice), eval_tight/summary.json and eval_loose/summary.json (the evaluation reports), and prints a
+markdown table: Dice, IoU with 95 % bootstrap CIs, IoU90, pooled pixel AUC, the Dice gain of each
+Connected network over its single U-Net, and the paper's stated gains beside it. With ``--write``
+it replaces the table between the markers in docs/results.md (atomically).
+
+    python scripts/results_table.py [--runs runs/compare] [--write docs/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from connected_unets.io import atomic_output
+from connected_unets.networks import get_network
+
+REPO = Path(__file__).resolve().parents[1]
+TAGS = [
+    "unet", "aunet", "resunet",
+    "connected_unets", "connected_aunets", "connected_resunets",
+    "connected_unets_noaspp", "connected_aunets_noaspp", "connected_resunets_noaspp",
+]  # fmt: skip
+NAMES = {"unet": "UNet", "aunet": "AUNet", "resunet": "ResUNet"}
+# Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
+PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def base_of(network: str) -> str:
+    """The single U-Net a network builds on: connected_resunets -> resunet."""
+    return network.removeprefix("connected_").removesuffix("s")
+
+
+def display_name(tag: str) -> str:
+    network = tag.removesuffix("_noaspp")
+    base = base_of(network)
+    name = f"Connected-{NAMES[base]}s" if network.startswith("connected_") else NAMES[base]
+    return name + (" (no ASPP)" if tag.endswith("_noaspp") else "")
+
+
+def parameters(tag: str) -> int:
+    network = get_network(tag.removesuffix("_noaspp"), aspp=not tag.endswith("_noaspp"), in_channels=3, out_channels=1)
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+def _ci(block: dict) -> str:
+    low, high = block["ci"]
+    return "–" if low is None else f"{low:.3f}–{high:.3f}"
+
+
+def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
+    tight, loose = (run / f"eval_{kind}" / "summary.json" for kind in ("tight", "loose"))
+    if not (tight.is_file() and loose.is_file()):
+        return None
+    best = json.loads((run / "model.json").read_text())
+    state_epochs = _epochs_run(run / "train.log")
+    t, l = json.loads(tight.read_text()), json.loads(loose.read_text())
+    network = tag.removesuffix("_noaspp")
+    base = base_of(network)
+    gain = ""
+    if network.startswith("connected_") and base in base_dice:
+        gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
+    paper = "" if tag not in PAPER_GAIN else "+{:.2f} / +{:.2f}".format(*PAPER_GAIN[tag])
+    iou90 = t["iou90_fraction"]["value"]
+    return (
+        f"| {display_name(tag)} | {parameters(tag) / 1e6:.2f} M | {best['epoch']} of {state_epochs} "
+        f"| {t['dice']['mean']:.3f} ({_ci(t['dice'])}) | {t['iou']['mean']:.3f} ({_ci(t['iou'])}) "
+        f"| {iou90:.2f} | {t['pooled_auc']:.3f} | {l['dice']['mean']:.3f} ({_ci(l['dice'])}) | {gain} | {paper} |"
+    )
+
+
+def _epochs_run(log: Path) -> str:
+    epochs = re.findall(r"Epoch: (\d+)/\d+, Iter", log.read_text()) if log.is_file() else []
+    return epochs[-1] if epochs else "?"
+
+
+def table(runs: Path) -> str:
+    base_dice = {}
+    for tag in ("unet", "aunet", "resunet"):
+        summary = runs / tag / "eval_tight" / "summary.json"
+        if summary.is_file():
+            base_dice[tag] = json.loads(summary.read_text())["dice"]["mean"]
+    lines = [
+        "| network | trainable parameters | best epoch | Dice, tight boxes (95 % CI) | IoU, tight (95 % CI) "
+        "| IoU ≥ 0.9 share | pooled pixel AUC | Dice, boxes loosened 30 % (95 % CI) | Dice gain over its base (points) "
+        "| paper's gain, CBIS-DDSM / INbreast |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    missing = []
+    for tag in TAGS:
+        row = _row(tag, runs / tag, base_dice)
+        if row is None:
+            missing.append(display_name(tag))
+        else:
+            lines.append(row)
+    if missing:
+        lines.append("")
+        lines.append(f"Not finished yet (no evaluation report): {', '.join(missing)}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "compare")
+    parser.add_argument("--write", type=Path, default=None, help="markdown file whose marked table to replace")
+    args = parser.parse_args()
+    text = table(args.runs)
+    print(text)
+    if args.write:
+        document = args.write.read_text()
+        if BEGIN not in document or END not in document:
+            raise SystemExit(f"{args.write}: no {BEGIN} ... {END} markers")
+        head, rest = document.split(BEGIN, 1)
+        updated = f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}"
+        with atomic_output(args.write) as tmp:
+            tmp.write_text(updated)
+
+
+if __name__ == "__main__":
+    main()
