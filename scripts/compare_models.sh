@@ -16,7 +16,7 @@ cd "$repo/monai_bundle"
 for tag in unet connected_unets connected_unets_noaspp aunet connected_aunets connected_aunets_noaspp \
            resunet connected_resunets connected_resunets_noaspp; do
   network=${tag%_noaspp}
-  aspp=$([ "$tag" = "$network" ] && echo true || echo false)
+  aspp=$([ "$tag" = "$network" ] && echo True || echo False)  # Python literals: fire reads "false" as a string
   out="$repo/runs/compare/$tag"
   mkdir -p "$out"
   echo "$(date -u +%FT%TZ) $tag: training to epoch $epochs"
@@ -27,6 +27,7 @@ for tag in unet connected_unets connected_unets_noaspp aunet connected_aunets co
     >> "$out/train.log" 2>&1 || { tail -20 "$out/train.log"; exit 1; }
   for boxes in tight:0.0 loose:0.3; do
     report="$out/eval_${boxes%%:*}"
+    [ "$report/summary.json" -nt "$out/model.pt" ] && continue  # scored since the last best model
     python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']" \
       --logging_file configs/logging.conf --network_name "$network" --use_aspp "$aspp" --model_file "$out/model.pt" \
       --dataset_dir "$data" --output_dir "$report" --validate#box_extra_margin "${boxes##*:}" \

@@ -332,3 +332,10 @@ def test_networks_are_scriptable(name):
         torch.testing.assert_close(scripted(x), network(x))
     with pytest.raises(Exception, match=re.escape("multiples of 16")):
         scripted(torch.rand(1, 3, 40, 32))
+
+
+def test_aspp_given_as_a_string_is_refused_rather_than_read_as_true():
+    """A command line's "false" is a non-empty, truthy string: silently building the ASPP model is the bug."""
+    with pytest.raises(ValueError, match="aspp must be True or False, got 'false'"):
+        get_network("connected_unets", aspp="false")
+

@@ -41,6 +41,8 @@ def get_network(name: str, aspp: bool = True, **kwargs: Any) -> nn.Module:
     key = name.lower()
     if key not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+    if not isinstance(aspp, bool):  # e.g. "false" from a command line: a non-empty string is truthy
+        raise ValueError(f"aspp must be True or False, got {aspp!r} (on a monai.bundle command line: --use_aspp False)")
     if key in CONNECTED:
         kwargs["aspp"] = aspp
     return NETWORKS[key](**kwargs)
