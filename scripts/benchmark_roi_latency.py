@@ -7,7 +7,7 @@ other jobs share, the CPU time of a ``--threads 1`` run estimates the wall time 
 Without ``--weights`` it uses the bundle's weights when they exist, else a random-initialised
 state_dict of the same network written to a temporary file: the time does not depend on the values.
 
-    python scripts/benchmark_roi_latency.py --device cpu --repeats 5
+    python scripts/benchmark_roi_latency.py --device cpu --repeats 5 [--plain]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rois", type=int, default=1, help="ROIs per call (all in one batch)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--plain", action="store_true", help="the plain network instead of the fast path (Segmenter fast=False)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,7 +53,7 @@ def main() -> None:
             torch.save(get_network(args.model, in_channels=3, out_channels=1).state_dict(), weights)
             print(f"no trained weights at {bundle_weights}: timing random-initialised weights")
         started = time.perf_counter()
-        segmenter = Segmenter.from_bundle(model=args.model, device=args.device, weights=weights)
+        segmenter = Segmenter.from_bundle(model=args.model, device=args.device, weights=weights, fast=not args.plain)
         load_s = time.perf_counter() - started
         segmenter.segment(image, boxes, source=sample["image"])  # warm-up (first call allocates)
         times, cpu_times = [], []
@@ -62,7 +63,7 @@ def main() -> None:
             times.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu_started)
     print(
-        f"model {args.model} on {segmenter.device} (torch {torch.__version__}, {torch.get_num_threads()} threads): "
+        f"model {args.model} ({'plain' if args.plain else 'fast'} path) on {segmenter.device} (torch {torch.__version__}, {torch.get_num_threads()} threads): "
         f"load {load_s:.2f} s; {args.rois} ROI(s) of {sample['image']} per call: "
         f"median {statistics.median(times):.3f} s, min {min(times):.3f} s, max {max(times):.3f} s over {args.repeats} calls; "
         f"CPU time per call (all threads) median {statistics.median(cpu_times):.3f} s"
