@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import monai.bundle
 import numpy as np
 import pytest
+from conftest import kept_rng_state
 import torch
 from PIL import Image
 
@@ -52,18 +51,6 @@ STATE_NAME = "connected_resunets_train_state.pt"  # <network_name>_train_state.p
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@contextmanager
-def kept_rng_state():
-    """The bundle's `initialize` calls set_determinism(seed); keep other tests' random state intact."""
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
 
 
 def run_in_process(config_file, **override) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
-import random
-from contextlib import contextmanager
 from pathlib import Path
 
 import monai.bundle
 import numpy as np
 import pytest
+from conftest import kept_rng_state
 import torch
 from monai.transforms import Activationsd, AsDiscreted, Compose
 from PIL import Image
@@ -40,18 +39,6 @@ UNET = BUNDLE / "models" / "unet.pt"
 REPORT_FILES = ("cases.csv", "summary.json", "summary.md", "roc.png", "montage.png")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@contextmanager
-def kept_rng_state():
-    """evaluate.yaml's `initialize` calls set_determinism(seed); keep other tests' random state."""
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
 
 
 def evaluate_cli(*args: str) -> int:
