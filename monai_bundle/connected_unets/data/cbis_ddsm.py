@@ -159,14 +159,14 @@ class _DicomTree:
                 self.by_folder[name].extend(dicoms)
 
     def candidates(self, csv_path: str) -> list[Path]:
-        """The file the CSV names if it exists (under the root or one of its top folders), else all DICOMs of its first folder."""
+        """The file the CSV names if the tree has it at that relative path (at any depth), else all
+        DICOMs below its first folder. Index lookups only: no file-system call per CSV row."""
         relative = _clean(csv_path)
         if not relative:
             return []
-        for base in (self.root, *sorted(p for p in self.root.iterdir() if p.is_dir())):
-            if (base / relative).is_file():
-                return [base / relative]
-        return list(self.by_folder.get(relative.split("/")[0], []))
+        found = self.by_folder.get(relative.split("/")[0], [])
+        exact = [path for path in found if path.as_posix().endswith(f"/{relative}")]
+        return exact[:1] or list(found)
 
     def resolve(self, csv_path: str) -> Path | None:
         """The one full image a CSV path names: as written, else the only DICOM (or largest image) of its folder."""
