@@ -6,6 +6,7 @@
 # epochs to continue all runs. Afterwards `python scripts/results_table.py` writes the table.
 # Usage: scripts/compare_models.sh [EPOCHS (default 100, the paper's)] [extra train overrides...]
 #   CPU pilot of this session: scripts/compare_models.sh 1
+#   Only some networks: COMPARE_TAGS="resunet connected_resunets" scripts/compare_models.sh 1
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 epochs=${1:-100}
@@ -13,8 +14,9 @@ shift $(( $# >= 1 ? 1 : 0 ))
 data="$repo/runs/data/cdd_cesm_dm"
 [ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
-for tag in unet connected_unets connected_unets_noaspp aunet connected_aunets connected_aunets_noaspp \
-           resunet connected_resunets connected_resunets_noaspp; do
+all_tags="unet connected_unets connected_unets_noaspp aunet connected_aunets connected_aunets_noaspp
+          resunet connected_resunets connected_resunets_noaspp"
+for tag in ${COMPARE_TAGS:-$all_tags}; do
   network=${tag%_noaspp}
   aspp=$([ "$tag" = "$network" ] && echo True || echo False)  # Python literals: fire reads "false" as a string
   out="$repo/runs/compare/$tag"

@@ -4,7 +4,9 @@ Reads, for every run folder under runs/compare/<tag>/: model.json (best epoch an
 Dice), eval_tight/summary.json and eval_loose/summary.json (the evaluation reports), and prints a
 markdown table: Dice, IoU with 95 % bootstrap CIs, IoU90, pooled pixel AUC, the Dice gain of each
 Connected network over its single U-Net, and the paper's stated gains beside it. With ``--write``
-it replaces the table between the markers in docs/results.md (atomically).
+it replaces the table between the markers in docs/results.md (atomically); a network with no run
+folder here keeps the row the document already has, so runs made on different machines (or in
+different sessions) can fill one table.
 
     python scripts/results_table.py [--runs runs/compare] [--write docs/results.md]
 """
@@ -79,7 +81,9 @@ def _epochs_run(log: Path) -> str:
     return epochs[-1] if epochs else "?"
 
 
-def table(runs: Path) -> str:
+def table(runs: Path, previous: dict[str, str] | None = None) -> str:
+    """The markdown table; ``previous`` maps display names to rows to keep for networks not run here."""
+    previous = previous or {}
     base_dice = {}
     for tag in ("unet", "aunet", "resunet"):
         summary = runs / tag / "eval_tight" / "summary.json"
@@ -93,7 +97,7 @@ def table(runs: Path) -> str:
     ]
     missing = []
     for tag in TAGS:
-        row = _row(tag, runs / tag, base_dice)
+        row = _row(tag, runs / tag, base_dice) or previous.get(display_name(tag))
         if row is None:
             missing.append(display_name(tag))
         else:
@@ -104,15 +108,24 @@ def table(runs: Path) -> str:
     return "\n".join(lines)
 
 
+def rows_by_name(document: str) -> dict[str, str]:
+    """The table rows already between the markers of ``document``, keyed by their network name."""
+    if BEGIN not in document or END not in document:
+        return {}
+    block = document.split(BEGIN, 1)[1].split(END, 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| network ")]
+    return {row.split("|")[1].strip(): row for row in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--write", type=Path, default=None, help="markdown file whose marked table to replace")
     args = parser.parse_args()
-    text = table(args.runs)
+    document = args.write.read_text() if args.write else ""
+    text = table(args.runs, rows_by_name(document))
     print(text)
     if args.write:
-        document = args.write.read_text()
         if BEGIN not in document or END not in document:
             raise SystemExit(f"{args.write}: no {BEGIN} ... {END} markers")
         head, rest = document.split(BEGIN, 1)

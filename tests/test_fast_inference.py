@@ -18,7 +18,7 @@ from connected_unets.fast import (
     optimize_for_inference,
 )
 from connected_unets.inference import Segmenter
-from connected_unets.io import load_image
+from connected_unets.io import load_image, load_mask
 from connected_unets.networks import NETWORKS, get_network
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
@@ -119,3 +119,26 @@ def test_shipped_weights_give_identical_masks_on_the_sample_rois(name):
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_monai_bundle_inference_runs_the_fast_copy_only_when_asked(fast, tmp_path):
+    """inference.yaml's evaluator swaps in the fast copy after loading the weights (key ``fast``),
+    and its masks are the Segmenter's: the bundle and the front doors run the same network."""
+    from monai.bundle import ConfigParser
+
+    item = next(s for s in SAMPLES if "P304" in s["image"])
+    image_path = BUNDLE / "sample_data" / item["image"]
+    parser = ConfigParser()
+    parser.read_config(BUNDLE / "configs" / "inference.yaml")
+    parser.update({
+        "bundle_root": str(BUNDLE), "network_name": "unet", "device": torch.device("cpu"), "fast": fast,
+        "output_dir": str(tmp_path), "datalist": [{"image": str(image_path), "boxes": item["boxes"]}],
+    })  # fmt: skip
+    parser.get_parsed_content("run")
+    evaluator = parser.get_parsed_content("evaluator")
+    assert isinstance(evaluator.network, FastNetwork) is fast
+    written = load_mask(tmp_path / f"{image_path.stem}_mask.png")
+    segmenter = Segmenter.from_bundle(model="unet", device="cpu", fast=fast)
+    np.testing.assert_array_equal(written, segmenter.segment(load_image(image_path).array, item["boxes"]).astype(bool))
+    assert written.any()

@@ -40,6 +40,25 @@ class ROIBatchInferer(Inferer):
         return logits.reshape(batch, rois, *logits.shape[1:])
 
 
+class FastInferenceHandler:
+    """Swap an evaluator's network for its fast copy (:func:`connected_unets.fast.fast_if_equivalent`)
+    once the weights are loaded, so ``monai.bundle run`` with inference.yaml runs what the Segmenter runs.
+
+    List it after the ``CheckpointLoader`` in the handlers: both run on ``Events.STARTED`` in order."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events  # deferred: the Segmenter alone needs no ignite
+
+        if self.enabled:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        engine.network = fast_if_equivalent(engine.network, engine.state.device)
+
+
 class SaveMaskd(MapTransform):
     """Write a full-size (1, H, W) mask as ``<image stem>_mask.png`` (values 0/255), atomically."""
 
