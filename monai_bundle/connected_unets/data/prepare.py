@@ -111,8 +111,8 @@ def _prepare_image(record: ImageRecord, split: str, out_dir: Path, settings: Cro
             skips.append(Skip(str(annotation.mask or record.image), str(err), err.kind))
             continue
         for lesion, mask in masks:
-            entry = LesionRecord("", "", mask_box(mask), record.patient, _UNSAFE.sub("_", lesion), annotation.pathology, source)
-            lesions.extend(_write_lesion(image, mask, entry, split, out_dir, settings))
+            identity = {"patient": record.patient, "lesion": _UNSAFE.sub("_", lesion), "pathology": annotation.pathology, "source": source}
+            lesions.extend(_write_lesion(image, mask, mask_box(mask), identity, split, out_dir, settings))
     if image is not None and not lesions and not skips:
         skips.append(Skip(str(record.image), f"{record.image}: no lesion annotated", "no lesion"))
     done = {"lesions": lesions, "skipped": [asdict(skip) for skip in skips]}
@@ -121,21 +121,30 @@ def _prepare_image(record: ImageRecord, split: str, out_dir: Path, settings: Cro
     return done
 
 
-def _write_lesion(image: np.ndarray, mask: np.ndarray, entry: LesionRecord, split: str, out_dir: Path, settings: CropSettings) -> list[dict]:
-    """Write the context crop (and its augmented copies for training) of one lesion; their datalist entries."""
-    x0, y0, x1, y1 = expand_box(entry.box, image.shape, MarginRule(), extra=(settings.context,) * 4)
+def _write_lesion(
+    image: np.ndarray,
+    mask: np.ndarray,
+    lesion_box: tuple[int, int, int, int],
+    identity: dict[str, str],
+    split: str,
+    out_dir: Path,
+    settings: CropSettings,
+) -> list[dict]:
+    """Write the context crop (and its augmented copies for training) of one lesion; their datalist
+    entries. ``identity`` holds the :class:`LesionRecord` fields patient, lesion, pathology, source."""
+    x0, y0, x1, y1 = expand_box(lesion_box, image.shape, MarginRule(), extra=(settings.context,) * 4)
     crop, label = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-    box = (entry.box[0] - x0, entry.box[1] - y0, entry.box[2] - x0, entry.box[3] - y0)
+    box = (lesion_box[0] - x0, lesion_box[1] - y0, lesion_box[2] - x0, lesion_box[3] - y0)
     variants = [("", crop, label, box)]
     if settings.augment_offline and split == "training":
         variants.extend(augmented_crops(crop, label, box))
     entries = []
     for augmentation, crop_v, label_v, box_v in variants:
-        name = f"{entry.lesion}_{augmentation}" if augmentation else entry.lesion
+        name = f"{identity['lesion']}_{augmentation}" if augmentation else identity["lesion"]
         image_file, label_file = f"images/{name}.png", f"labels/{name}.png"
         _write_png(_to_png_array(crop_v), out_dir / image_file)
         _write_png(label_v.astype(np.uint8) * 255, out_dir / label_file)
-        record = LesionRecord(image_file, label_file, box_v, entry.patient, entry.lesion, entry.pathology, entry.source)
+        record = LesionRecord(image_file, label_file, box_v, **identity)
         entries.append({**asdict(record), "box": [int(v) for v in box_v], "augmentation": augmentation or "none"})
     return entries
 
