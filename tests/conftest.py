@@ -1,5 +1,5 @@
-"""Shared fixtures: where the repository, the MONAI bundle and the shared data are, and a helper
-that runs ``python -m <module> ...`` (``monai.bundle`` by default) as a user would.
+"""Shared fixtures: where the repository, the MONAI bundle, its shipped sample data and the shared
+data are, and a helper that runs ``python -m <module> ...`` (``monai.bundle`` by default) as a user would.
 
 Subprocesses get ``OMP_NUM_THREADS=1`` unless the caller's environment sets it: the tests use tiny
 tensors, for which one thread is faster, and on a small machine that is busy with other jobs two
@@ -24,6 +24,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "monai_bundle"
+SAMPLE_DATA = BUNDLE / "sample_data"  # 6 CDD-CESM DM images with mass-only masks, shipped (CC BY 4.0)
 SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", str(REPO.parent / "shared"))).resolve()
 
 TAIL_LINES = 40
@@ -124,6 +125,12 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def bundle_dir() -> Path:
     return BUNDLE
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The real sample shipped with the bundle: images/*.jpg, masks/*.png (mass-only), manifest.csv."""
+    return SAMPLE_DATA
 
 
 @pytest.fixture(scope="session")

