@@ -7,11 +7,13 @@
 # Usage: scripts/compare_models.sh [EPOCHS (default 100, the paper's)] [extra train overrides...]
 #   CPU pilot of this session: scripts/compare_models.sh 1
 #   Only some networks: COMPARE_TAGS="resunet connected_resunets" scripts/compare_models.sh 1
+#   Another seed, in its own folder: COMPARE_RUNS=runs/compare_seed1 scripts/compare_models.sh 1 --seed 1
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 epochs=${1:-100}
 shift $(( $# >= 1 ? 1 : 0 ))
 data="$repo/runs/data/cdd_cesm_dm"
+runs=$(mkdir -p "${COMPARE_RUNS:-$repo/runs/compare}" && cd "${COMPARE_RUNS:-$repo/runs/compare}" && pwd)
 [ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
 all_tags="unet connected_unets connected_unets_noaspp aunet connected_aunets connected_aunets_noaspp
@@ -19,7 +21,7 @@ all_tags="unet connected_unets connected_unets_noaspp aunet connected_aunets con
 for tag in ${COMPARE_TAGS:-$all_tags}; do
   network=${tag%_noaspp}
   aspp=$([ "$tag" = "$network" ] && echo True || echo False)  # Python literals: fire reads "false" as a string
-  out="$repo/runs/compare/$tag"
+  out="$runs/$tag"
   mkdir -p "$out"
   echo "$(date -u +%FT%TZ) $tag: training to epoch $epochs"
   # bn_momentum 0.1: a short budget leaves Keras' 0.01 running statistics useless (docs/deviations.md)

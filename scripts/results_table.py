@@ -8,7 +8,10 @@ it replaces the table between the markers in docs/results.md (atomically); a net
 folder here keeps the row the document already has, so runs made on different machines (or in
 different sessions) can fill one table.
 
-    python scripts/results_table.py [--runs runs/compare] [--write docs/results.md]
+    python scripts/results_table.py [--runs runs/compare] [--write docs/results.md] [--block results]
+
+``--block NAME`` picks the table between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` (one
+document can hold several runs, e.g. one block per seed).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ TAGS = [
 NAMES = {"unet": "UNet", "aunet": "AUNet", "resunet": "ResUNet"}
 # Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
 PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 
 def base_of(network: str) -> str:
@@ -108,12 +113,13 @@ def table(runs: Path, previous: dict[str, str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def rows_by_name(document: str) -> dict[str, str]:
-    """The table rows already between the markers of ``document``, keyed by their network name."""
-    if BEGIN not in document or END not in document:
+def rows_by_name(document: str, block: str = "results") -> dict[str, str]:
+    """The table rows already between the markers of ``block`` in ``document``, keyed by network name."""
+    begin, end = markers(block)
+    if begin not in document or end not in document:
         return {}
-    block = document.split(BEGIN, 1)[1].split(END, 1)[0]
-    rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| network ")]
+    text = document.split(begin, 1)[1].split(end, 1)[0]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| network ")]
     return {row.split("|")[1].strip(): row for row in rows}
 
 
@@ -121,15 +127,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--write", type=Path, default=None, help="markdown file whose marked table to replace")
+    parser.add_argument("--block", default="results", help="name in the markers of the table to replace")
     args = parser.parse_args()
+    if args.write and not args.write.is_file():
+        raise SystemExit(f"{args.write}: no such file")
     document = args.write.read_text() if args.write else ""
-    text = table(args.runs, rows_by_name(document))
+    begin, end = markers(args.block)
+    text = table(args.runs, rows_by_name(document, args.block))
     print(text)
     if args.write:
-        if BEGIN not in document or END not in document:
-            raise SystemExit(f"{args.write}: no {BEGIN} ... {END} markers")
-        head, rest = document.split(BEGIN, 1)
-        updated = f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}"
+        if begin not in document or end not in document:
+            raise SystemExit(f"{args.write}: no {begin} ... {end} markers")
+        head, rest = document.split(begin, 1)
+        updated = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
         with atomic_output(args.write) as tmp:
             tmp.write_text(updated)
 
