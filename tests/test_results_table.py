@@ -1,0 +1,55 @@
+"""scripts/results_table.py: the comparison table of docs/results.md keeps what it cannot recompute."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "results_table.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+results_table = _load_script()
+COMMITTED = (REPO / "docs" / "results.md").read_text()
+
+
+def test_the_committed_document_has_a_row_per_network_run_so_far():
+    rows = results_table.rows_by_name(COMMITTED)
+    assert {"UNet", "AUNet", "ResUNet", "Connected-ResUNets", "Connected-UNets (no ASPP)"} <= set(rows)
+    assert all(row.count("|") == 11 for row in rows.values())
+
+
+def test_networks_without_a_run_folder_keep_their_rows(tmp_path):
+    """Runs made in another session (runs/ is gone) stay in the table; nothing is invented for the rest."""
+    previous = results_table.rows_by_name(COMMITTED)
+    text = results_table.table(tmp_path, {"UNet": previous["UNet"]})
+    assert previous["UNet"] in text.splitlines()
+    assert [line for line in text.splitlines() if line.startswith("| ")][1:] == [previous["UNet"]]  # header, row
+    assert "Not finished yet (no evaluation report): AUNet, ResUNet," in text
+
+
+def test_write_replaces_only_the_named_block(tmp_path):
+    document = tmp_path / "results.md"
+    document.write_text("intro\n<!-- a:begin -->\nold a\n<!-- a:end -->\nmiddle\n<!-- b:begin -->\nold b\n<!-- b:end -->\n")
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--runs", str(tmp_path / "none"), "--write", str(document), "--block", "b"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    text = document.read_text()
+    assert "old a" in text and "old b" not in text
+    assert text.startswith("intro\n<!-- a:begin -->") and "middle\n<!-- b:begin -->\n| network |" in text
+
+
+def test_a_missing_document_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--write", str(tmp_path / "absent.md")], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"{tmp_path / 'absent.md'}: no such file"
