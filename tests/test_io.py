@@ -143,6 +143,26 @@ def test_jpeg2000_compressed_dicom_is_decoded(tmp_path, real_dataset):
     np.testing.assert_array_equal(load_image(tmp_path / "j2k.dcm").array, pixels)
 
 
+def test_jpeg_ls_lossless_dicom_reads_as_its_uncompressed_original():
+    """pydicom's own test files: the same MR slice stored JPEG-LS lossless and uncompressed."""
+    from pydicom.data import get_testdata_file
+
+    compressed = get_testdata_file("MR_small_jpeg_ls_lossless.dcm")
+    assert pydicom.dcmread(compressed).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    np.testing.assert_array_equal(load_image(compressed).array, load_image(get_testdata_file("MR_small.dcm")).array)
+
+
+def test_dicom_that_no_decoder_can_read_is_a_one_line_error_naming_the_file():
+    """12-bit JPEG Extended with a misplaced marker: neither libjpeg nor Pillow decodes it."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("JPEG-lossy.dcm")
+    with pytest.raises(ImageReadError) as caught:
+        load_image(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a readable DICOM file") and "\n" not in message
+
+
 def test_dicom_without_extension_is_recognised_by_its_preamble(tmp_path, real_dataset):
     pixels = crop(real_dataset)
     path = write_dicom(real_dataset, tmp_path / "IM000001", pixels)
