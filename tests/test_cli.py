@@ -35,6 +35,7 @@ def test_segment_writes_nifti_with_the_mask_values(random_weights, tmp_path):
         (["segment", "/no/such.png", "--box", "1", "2", "30", "40", "--out", "m.png"], "/no/such.png: file not found"),
         (["segment", str(IMAGE), "--box", "600", "10", "700", "90", "--out", "m.png"], "lies outside the image"),
         (["segment", str(IMAGE), "--box", "10", "10", "90", "90", "--out", "m.png", "--weights", "/no/w.pt"], "/no/w.pt: weights not found"),
+        (["segment", str(IMAGE), "--box", "10", "10", "90", "90", "--out", "m.png", "--threshold", "1.5"], "threshold 1.5: "),
     ],
 )
 def test_user_errors_are_one_line_on_stderr_with_status_2(args, message, capsys):

@@ -73,6 +73,9 @@ def test_all_boxes_of_a_call_go_through_the_network_as_one_batch(segmenter, samp
         (np.zeros((64, 64)), [], "no ROI box"),
         (np.zeros((64, 64, 3)), [[0, 0, 10, 10]], "2-D grayscale"),
         (np.zeros((4, 64, 64)), [[0, 0, 10, 10]], "2-D grayscale"),
+        (np.zeros((64, 64)), [[10, 10, 30, 30]], r"box \[10, 10, 30, 30\] covers only pixels of one value \(0\)"),
+        (np.where(np.eye(64) > 0, np.nan, 1.0), [[10, 10, 30, 30]], "NaN or infinity"),
+        (np.full((64, 64), np.inf, np.float32), [[10, 10, 30, 30]], "NaN or infinity"),
     ],
 )
 def test_bad_input_gets_a_one_line_error_naming_the_source(segmenter, image, boxes, problem):
@@ -92,6 +95,27 @@ def test_weights_of_another_network_are_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="unet.pt: not weights of ConnectedResUNets") as caught:
         load_weights(get_network("connected_resunets", in_channels=3), path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_not_weights_is_refused_in_one_line_without_torch_internals(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError) as caught:
+        load_weights(get_network("unet", in_channels=3), path)
+    assert str(caught.value) == f"{path}: not a PyTorch weights file (expected a state_dict saved by torch.save)"
+
+
+def test_a_saved_tensor_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ValueError, match="tensor.pt: holds a Tensor, not a state_dict of UNet"):
+        load_weights(get_network("unet", in_channels=3), path)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.2])
+def test_a_threshold_outside_0_1_is_refused_before_anything_loads(threshold):
+    with pytest.raises(ValueError, match=f"threshold {threshold}: .* strictly between 0 and 1"):
+        Segmenter.from_bundle(model="unet", device="cpu", threshold=threshold)
 
 
 def test_asking_for_a_gpu_without_one_is_a_clear_error():

@@ -103,8 +103,14 @@ def load_weights(network: torch.nn.Module, weights: str | Path) -> None:
         raise FileNotFoundError(f"{weights}: weights not found (train them with scripts/train.sh, see README)")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        network.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+        logger.debug("torch.load(%s) failed: %s", weights, err)  # torch's own text is long and internal
+        raise ValueError(f"{weights}: not a PyTorch weights file (expected a state_dict saved by torch.save)") from err
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{weights}: holds a {type(state).__name__}, not a state_dict of {type(network).__name__}")
+    try:
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{weights}: not weights of {type(network).__name__} ({first_line})") from err
 
@@ -155,6 +161,8 @@ class Segmenter:
         parser["network_name"] = model
         parser["device"] = torch_device
         if threshold is not None:
+            if not 0.0 < float(threshold) < 1.0:
+                raise ValueError(f"threshold {threshold}: a probability threshold must lie strictly between 0 and 1")
             parser["threshold"] = float(threshold)
         network = parser.get_parsed_content("network_def")
         load_weights(network, weights if weights is not None else parser.get_parsed_content("model_file"))
@@ -188,7 +196,13 @@ class Segmenter:
             raise ValueError(f"{source}: expected a 2-D grayscale image, got an array of shape {array.shape}")
         if len(boxes) == 0:
             raise ValueError(f"{source}: no ROI box given")
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ValueError(f"{source}: pixel values include NaN or infinity")
         checked = [list(validate_box(box, array.shape, source)) for box in boxes]
+        for x0, y0, x1, y1 in checked:
+            inside = array[y0:y1, x0:x1]
+            if inside.min() == inside.max():  # e.g. a box drawn on the black background
+                raise ValueError(f"{source}: box {[x0, y0, x1, y1]} covers only pixels of one value ({inside.min():g}): nothing to segment")
         data = self.preprocessing({"image": array.astype(np.float32), "boxes": checked, "image_path": source})
         inputs = torch.as_tensor(data["image"])[None].to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
