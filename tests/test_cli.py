@@ -35,13 +35,29 @@ def test_segment_writes_nifti_with_the_mask_values(random_weights, tmp_path):
         (["segment", "/no/such.png", "--box", "1", "2", "30", "40", "--out", "m.png"], "/no/such.png: file not found"),
         (["segment", str(IMAGE), "--box", "600", "10", "700", "90", "--out", "m.png"], "lies outside the image"),
         (["segment", str(IMAGE), "--box", "10", "10", "90", "90", "--out", "m.png", "--weights", "/no/w.pt"], "/no/w.pt: weights not found"),
-        (["segment", str(IMAGE), "--box", "10", "10", "90", "90", "--out", "m.png", "--threshold", "1.5"], "threshold 1.5: "),
+
     ],
 )
 def test_user_errors_are_one_line_on_stderr_with_status_2(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["segment", str(IMAGE), "--box", "10", "10", "90", "90", "--out", "m.png", "--threshold", "1.5"],
+         "argument --threshold: 1.5 is not strictly between 0 and 1"),
+        (["evaluate", "--threshold", "0"], "argument --threshold: 0 is not strictly between 0 and 1"),
+        (["evaluate", "--box-extra-margin", "-0.7"], "argument --box-extra-margin: -0.7 is not a finite number >= 0"),
+        (["evaluate", "--box-extra-margin", "nan"], "argument --box-extra-margin: nan is not a finite number >= 0"),
+    ],
+)  # fmt: skip
+def test_out_of_range_options_are_refused_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_demo_writes_masks_overlays_and_a_dice_table(random_weights, tmp_path, capsys):

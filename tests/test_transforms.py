@@ -55,6 +55,12 @@ def test_crop_takes_the_box_plus_the_margin_and_records_it():
     assert d["roi_box"] == [380, 380, 620, 620] and d["image"].shape == (1, 240, 240)
 
 
+@pytest.mark.parametrize("options", [{"extra_margin": -0.5}, {"loosen": (-0.7, 0.4)}, {"extra_margin": float("nan")}])
+def test_a_margin_that_would_empty_the_box_is_refused_when_the_crop_is_built(options):
+    with pytest.raises(ValueError, match="must be finite and > -0.5"):
+        CropROId("image", label_key=None, **options)
+
+
 def test_crop_derives_the_box_from_the_mask_when_none_is_given():
     label = torch.zeros(1, 100, 100)
     label[0, 20:40, 30:70] = 1

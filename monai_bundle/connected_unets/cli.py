@@ -18,12 +18,28 @@ from .io import ImageReadError
 NETWORK_NAMES = ("unet", "aunet", "resunet", "connected_unets", "connected_aunets", "connected_resunets")
 
 
+def probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a threshold of 0 or 1 makes every mask full or empty)."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (a negative box margin would cut into the lesion)."""
+    value = float(text)
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="connected_resunets", choices=NETWORK_NAMES, help="network (default %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the installed one)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file instead of the bundle's")
-    parser.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the bundle's)")
+    parser.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the bundle's)")
 
 
 def _segmenter(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep --help fast
@@ -196,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="validation", help="datalist split to score (default %(default)s)")
     evaluate.add_argument("--out", type=Path, default=Path("evaluation_output"), help="report folder (default %(default)s)")
     evaluate.add_argument(
-        "--box-extra-margin", type=float, default=None, metavar="FRACTION",
+        "--box-extra-margin", type=non_negative, default=None, metavar="FRACTION",
         help="loosen each box by this fraction of its size per side, e.g. 0.3 (default: the bundle's, 0)",
     )  # fmt: skip
     evaluate.add_argument(

@@ -89,6 +89,11 @@ class CropROId(MapTransform, RandomizableTransform):
         self.rule = MarginRule(relative_margin, min_margin_fraction)
         self.loosen = (float(loosen[0]), float(loosen[1]))
         self.extra_margin = float(extra_margin)
+        if not -0.5 < min(self.extra_margin, *self.loosen) or not np.isfinite([self.extra_margin, *self.loosen]).all():
+            raise ValueError(
+                f"CropROId: extra_margin {self.extra_margin} and loosen {self.loosen} must be finite and > -0.5 "
+                "(a box shrunk by half its size per side is empty)"
+            )
 
     def _lesion_box(self, d: Mapping[Hashable, Any], image_shape: Sequence[int]) -> tuple[int, int, int, int]:
         source = str(d.get("image_path", "image"))
