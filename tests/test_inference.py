@@ -1,4 +1,4 @@
-"""Segmenter: the one inference function behind the CLI, the bundle, Slicer and MONAI Label."""
+"""Segmenter: the one inference function behind the CLI, the bundle and Slicer."""
 
 import json
 import subprocess

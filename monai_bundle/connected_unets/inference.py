@@ -1,7 +1,7 @@
 """One inference function for every front door: ``Segmenter.segment(image, boxes)``.
 
 The Segmenter takes its network, pre-processing, inferer and post-processing from the bundle's
-``configs/inference.yaml`` so that the CLI, ``monai.bundle run``, Slicer and MONAI Label produce the
+``configs/inference.yaml`` so that the CLI, ``monai.bundle run`` and Slicer produce the
 same mask for the same image and boxes.
 """
 

@@ -1,7 +1,7 @@
 """ROI geometry: boxes, the paper's context margin, box loosening, and pasting a ROI mask back.
 
 A box is ``(x0, y0, x1, y1)`` in pixels of the full image: x is the column, y the row, the end is
-exclusive (``image[y0:y1, x0:x1]`` is the box). Every front door (CLI, bundle, Slicer, MONAI Label)
+exclusive (``image[y0:y1, x0:x1]`` is the box). Every front door (CLI, bundle, Slicer)
 hands boxes in this convention to the same functions.
 """
 
