@@ -107,6 +107,17 @@ def table(runs: Path, previous: dict[str, str] | None = None) -> str:
             missing.append(display_name(tag))
         else:
             lines.append(row)
+    references = [
+        json.loads(summary.read_text()).get("whole_roi")
+        for summary in sorted(runs.glob("*/eval_tight/summary.json"))
+    ]
+    reference = next((r for r in references if r), None)
+    if reference:
+        lines.append("")
+        lines.append(
+            f"Reference: a mask filling the whole ROI scores Dice {reference['dice']:.3f} / IoU {reference['iou']:.3f} "
+            "on these lesions (tight boxes)."
+        )
     if missing:
         lines.append("")
         lines.append(f"Not finished yet (no evaluation report): {', '.join(missing)}.")

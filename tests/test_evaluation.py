@@ -26,6 +26,7 @@ from connected_unets.evaluation import (
     pooled_roc,
     read_detections,
     summarize_cases,
+    whole_roi_reference,
     with_probabilities,
 )
 from connected_unets.metrics import pixel_roc_auc
@@ -115,6 +116,12 @@ def test_final_segmentation_accuracy_is_detection_rate_times_iou90_mean():
     assert detection["final_segmentation_accuracy"]["value"] == pytest.approx(2 / 3 * (0.95 + 0.92) / 2)
     low, high = detection["final_segmentation_accuracy"]["ci"]
     assert 0.0 <= low <= detection["final_segmentation_accuracy"]["value"] <= high <= 0.95
+
+
+def test_the_whole_roi_reference_scores_a_mask_that_fills_each_roi():
+    """4x4 ROIs with a 2x2 mass: a full mask has Dice 2*4/(4+16) = 0.4 and IoU 4/16 = 0.25."""
+    reference = whole_roi_reference([case("a", 0.9, 0.8), case("b", 0.7, 0.6)])
+    assert reference == pytest.approx({"dice": 0.4, "iou": 0.25})
 
 
 def test_best_median_and_worst_cases_are_picked_by_dice():
@@ -236,6 +243,23 @@ def test_summary_means_are_the_means_of_the_per_case_columns(cli_report):
         assert summary[metric]["median"] == pytest.approx(np.median(column), abs=1e-6)
     ious = np.array([float(row["iou"]) for row in rows])
     assert summary["iou90_fraction"]["value"] == pytest.approx(np.mean(ious >= 0.9))
+
+
+def test_whole_roi_reference_is_that_of_the_real_label_crops(cli_report):
+    """The reference in summary.json, recomputed from the sample's label PNGs over each case's roi_box
+    (at the lesion image's resolution: the report scores at 256 x 256, hence the tolerance)."""
+    summary = json.loads((cli_report / "summary.json").read_text())
+    expected = []
+    for row in read_rows(cli_report / "cases.csv"):
+        entry = next(e for e in DATALIST["validation"] if e["lesion"] == row["lesion"])
+        x0, y0, x1, y1 = (int(v) for v in row["roi_box"].split())
+        mass = (np.asarray(Image.open(ROIS / entry["label"])) > 127)[y0:y1, x0:x1].sum()
+        expected.append(2 * mass / (mass + (x1 - x0) * (y1 - y0)))
+    assert summary["whole_roi"]["dice"] == pytest.approx(np.mean(expected), abs=0.005)
+    assert summary["dice"]["mean"] > summary["whole_roi"]["dice"] + 0.1  # the shipped UNet learnt more than the box
+    assert f"| reference: Dice / IoU of a mask filling the whole ROI | {summary['whole_roi']['dice']:.3f} /" in (
+        cli_report / "summary.md"
+    ).read_text()
 
 
 def test_summary_confidence_intervals_contain_the_means(cli_report):

@@ -319,6 +319,16 @@ def pick_cases(cases: Sequence[CaseResult]) -> dict[str, int]:
     return {"best": order[0], "median": order[(len(order) - 1) // 2], "worst": order[-1]}
 
 
+def whole_roi_reference(cases: Sequence[CaseResult]) -> dict[str, float]:
+    """Mean Dice and IoU of a mask that fills every scored ROI: what a model that has learnt nothing
+    but "the box is the mass" scores, so the report's numbers can be read against it (on the
+    shipped validation ROIs it is about 0.57, far from zero)."""
+    return {
+        "dice": float(np.mean([dice(np.ones_like(c.label), c.label) for c in cases])),
+        "iou": float(np.mean([iou(np.ones_like(c.label), c.label) for c in cases])),
+    }
+
+
 def summarize_cases(
     cases: Sequence[CaseResult],
     detected: Mapping[str, bool] | None = None,
@@ -342,6 +352,7 @@ def summarize_cases(
     )
     summary["iou90_mean"] = _value_block(iou90_mean, bootstrap_ci(ious, _iou90_mean, n_resamples, confidence, seed))
     summary["pooled_auc"] = _none_if_nan(pooled_roc(cases)[2])
+    summary["whole_roi"] = whole_roi_reference(cases)
     picks = pick_cases(cases)
     summary["cases"] = {which: {"lesion": cases[i].lesion, "dice": cases[i].dice} for which, i in picks.items()}
     summary["detection"] = None
@@ -411,6 +422,9 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     lines.append(f"| IoU90: share of lesions with IoU >= 0.9 | {_fmt(summary['iou90_fraction']['value'])} | | {_ci(summary['iou90_fraction'])} |")
     lines.append(f"| IoU90: mean IoU of those lesions | {_fmt(summary['iou90_mean']['value'])} | | {_ci(summary['iou90_mean'])} |")
     lines.append(f"| pixel ROC AUC, all pixels pooled | {_fmt(summary['pooled_auc'])} | | |")
+    if "whole_roi" in summary:
+        whole = summary["whole_roi"]
+        lines.append(f"| reference: Dice / IoU of a mask filling the whole ROI | {_fmt(whole['dice'])} / {_fmt(whole['iou'])} | | |")
     detection = summary.get("detection")
     if detection is not None:
         lines.append(f"| detection rate | {_fmt(detection['rate']['value'])} | | {_ci(detection['rate'])} |")
