@@ -3,12 +3,13 @@
 Reads, for every run folder under runs/compare/<tag>/: model.json (best epoch and its validation
 Dice), eval_tight/summary.json and eval_loose/summary.json (the evaluation reports), and prints a
 markdown table: Dice, IoU with 95 % bootstrap CIs, IoU90, pooled pixel AUC, the Dice gain of each
-Connected network over its single U-Net, and the paper's stated gains beside it. With ``--write``
+Connected network over its single U-Net (with a paired bootstrap CI over lesions when both runs'
+cases.csv are here), and the paper's stated gains beside it. With ``--write``
 it replaces the table between the markers in docs/results.md (atomically); a network with no run
 folder here keeps the row the document already has, so runs made on different machines (or in
 different sessions) can fill one table.
 
-    python scripts/results_table.py [--runs runs/compare] [--write docs/results.md] [--block results]
+    python scripts/results_table.py [--runs runs/compare] [--write docs/results.md] [--block results] [--tags ...]
 
 ``--block NAME`` picks the table between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` (one
 document can hold several runs, e.g. one block per seed).
@@ -17,10 +18,14 @@ document can hold several runs, e.g. one block per seed).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 from pathlib import Path
 
+import numpy as np
+
+from connected_unets.evaluation import bootstrap_ci
 from connected_unets.io import atomic_output
 from connected_unets.networks import get_network
 
@@ -60,6 +65,21 @@ def _ci(block: dict) -> str:
     return "–" if low is None else f"{low:.3f}–{high:.3f}"
 
 
+def paired_gain_ci(cases: Path, base_cases: Path) -> tuple[float, float] | None:
+    """95 % percentile bootstrap CI of the mean per-lesion Dice difference (network minus base),
+    resampling lesions with both scores kept together: the two models saw the same lesions, so the
+    paired interval is the one that says whether the gain is resolved."""
+    if not (cases.is_file() and base_cases.is_file()):
+        return None
+    ours, theirs = (
+        {row["lesion"]: float(row["dice"]) for row in csv.DictReader(path.open(newline=""))} for path in (cases, base_cases)
+    )
+    if set(ours) != set(theirs):
+        return None
+    differences = np.array([ours[lesion] - theirs[lesion] for lesion in sorted(ours)])
+    return bootstrap_ci(differences)
+
+
 def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     tight, loose = (run / f"eval_{kind}" / "summary.json" for kind in ("tight", "loose"))
     if not (tight.is_file() and loose.is_file()):
@@ -72,6 +92,9 @@ def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     gain = ""
     if network.startswith("connected_") and base in base_dice:
         gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
+        paired = paired_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
+        if paired is not None:
+            gain += f" ({100 * paired[0]:+.1f} to {100 * paired[1]:+.1f})"
     paper = "" if tag not in PAPER_GAIN else "+{:.2f} / +{:.2f}".format(*PAPER_GAIN[tag])
     iou90 = t["iou90_fraction"]["value"]
     return (
@@ -86,8 +109,8 @@ def _epochs_run(log: Path) -> str:
     return epochs[-1] if epochs else "?"
 
 
-def table(runs: Path, previous: dict[str, str] | None = None) -> str:
-    """The markdown table; ``previous`` maps display names to rows to keep for networks not run here."""
+def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = TAGS) -> str:
+    """The markdown table of ``tags``; ``previous`` maps display names to rows to keep for networks not run here."""
     previous = previous or {}
     base_dice = {}
     for tag in ("unet", "aunet", "resunet"):
@@ -96,12 +119,12 @@ def table(runs: Path, previous: dict[str, str] | None = None) -> str:
             base_dice[tag] = json.loads(summary.read_text())["dice"]["mean"]
     lines = [
         "| network | trainable parameters | best epoch | Dice, tight boxes (95 % CI) | IoU, tight (95 % CI) "
-        "| IoU ≥ 0.9 share | pooled pixel AUC | Dice, boxes loosened 30 % (95 % CI) | Dice gain over its base (points) "
+        "| IoU ≥ 0.9 share | pooled pixel AUC | Dice, boxes loosened 30 % (95 % CI) | Dice gain over its base, points (paired 95 % CI) "
         "| paper's gain, CBIS-DDSM / INbreast |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     missing = []
-    for tag in TAGS:
+    for tag in [t for t in TAGS if t in tags]:
         row = _row(tag, runs / tag, base_dice) or previous.get(display_name(tag))
         if row is None:
             missing.append(display_name(tag))
@@ -139,12 +162,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--write", type=Path, default=None, help="markdown file whose marked table to replace")
     parser.add_argument("--block", default="results", help="name in the markers of the table to replace")
+    parser.add_argument("--tags", nargs="+", default=TAGS, choices=TAGS, metavar="TAG", help="networks of the table (default: all nine)")
     args = parser.parse_args()
     if args.write and not args.write.is_file():
         raise SystemExit(f"{args.write}: no such file")
     document = args.write.read_text() if args.write else ""
     begin, end = markers(args.block)
-    text = table(args.runs, rows_by_name(document, args.block))
+    text = table(args.runs, rows_by_name(document, args.block), args.tags)
     print(text)
     if args.write:
         if begin not in document or end not in document:
