@@ -65,19 +65,26 @@ def _ci(block: dict) -> str:
     return "–" if low is None else f"{low:.3f}–{high:.3f}"
 
 
-def paired_gain_ci(cases: Path, base_cases: Path) -> tuple[float, float] | None:
+def paired_gain_ci(cases: Path, base_cases: Path, by_patient: bool = False) -> tuple[float, float] | None:
     """95 % percentile bootstrap CI of the mean per-lesion Dice difference (network minus base),
     resampling lesions with both scores kept together: the two models saw the same lesions, so the
-    paired interval is the one that says whether the gain is resolved."""
+    paired interval is the one that says whether the gain is resolved. ``by_patient`` resamples
+    patients with all their lesions instead (lesions of one patient are not independent)."""
     if not (cases.is_file() and base_cases.is_file()):
         return None
     ours, theirs = (
-        {row["lesion"]: float(row["dice"]) for row in csv.DictReader(path.open(newline=""))} for path in (cases, base_cases)
+        {row["lesion"]: (row["patient"], float(row["dice"])) for row in csv.DictReader(path.open(newline=""))}
+        for path in (cases, base_cases)
     )
     if set(ours) != set(theirs):
         return None
-    differences = np.array([ours[lesion] - theirs[lesion] for lesion in sorted(ours)])
-    return bootstrap_ci(differences)
+    if not by_patient:
+        return bootstrap_ci(np.array([ours[lesion][1] - theirs[lesion][1] for lesion in sorted(ours)]))
+    per_patient: dict[str, list[float]] = {}
+    for lesion in sorted(ours):
+        per_patient.setdefault(ours[lesion][0], []).append(ours[lesion][1] - theirs[lesion][1])
+    sums_and_counts = np.array([[sum(d), len(d)] for d in per_patient.values()])
+    return bootstrap_ci(sums_and_counts, lambda s: s[..., 0].sum(axis=1) / s[..., 1].sum(axis=1))
 
 
 def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
@@ -130,6 +137,15 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
             missing.append(display_name(tag))
         else:
             lines.append(row)
+    clustered = []
+    for tag in [t for t in TAGS if t in tags and t.startswith("connected_")]:
+        base = base_of(tag.removesuffix("_noaspp"))
+        interval = paired_gain_ci(runs / tag / "eval_tight" / "cases.csv", runs / base / "eval_tight" / "cases.csv", by_patient=True)
+        if interval is not None:
+            clustered.append(f"{display_name(tag)} {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}")
+    if clustered:
+        lines.append("")
+        lines.append("Paired gain CIs resampling patients (with all their lesions) instead of lesions: " + "; ".join(clustered) + ".")
     references = [
         json.loads(summary.read_text()).get("whole_roi")
         for summary in sorted(runs.glob("*/eval_tight/summary.json"))

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "results_table.py"
 
@@ -53,3 +55,26 @@ def test_a_missing_document_is_a_one_line_error(tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip() == f"{tmp_path / 'absent.md'}: no such file"
+
+
+def _cases_csv(path: Path, dice_by_lesion: dict[str, tuple[str, float]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{lesion},{patient},{dice}\n" for lesion, (patient, dice) in dice_by_lesion.items())
+    path.write_text("lesion,patient,dice\n" + rows)
+    return path
+
+
+def test_paired_gain_ci_of_a_constant_gain_is_that_gain_both_ways(tmp_path):
+    """Every lesion 0.1 better: the paired interval has zero width, resampling lesions or patients."""
+    base = {"a1": ("A", 0.5), "a2": ("A", 0.7), "b1": ("B", 0.2), "c1": ("C", 0.9)}
+    ours = {lesion: (patient, dice + 0.1) for lesion, (patient, dice) in base.items()}
+    cases, base_cases = _cases_csv(tmp_path / "c" / "cases.csv", ours), _cases_csv(tmp_path / "b" / "cases.csv", base)
+    for by_patient in (False, True):
+        low, high = results_table.paired_gain_ci(cases, base_cases, by_patient=by_patient)
+        assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
+
+
+def test_paired_gain_ci_needs_the_same_lesions(tmp_path):
+    cases = _cases_csv(tmp_path / "c" / "cases.csv", {"a1": ("A", 0.5)})
+    base_cases = _cases_csv(tmp_path / "b" / "cases.csv", {"b1": ("B", 0.5)})
+    assert results_table.paired_gain_ci(cases, base_cases) is None
