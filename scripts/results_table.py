@@ -39,7 +39,9 @@ NAMES = {"unet": "UNet", "aunet": "AUNet", "resunet": "ResUNet"}
 # Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
 PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
 
+
 def markers(block: str) -> tuple[str, str]:
+    """The begin and end comments that enclose table ``block`` in a markdown document."""
     return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 

@@ -113,9 +113,10 @@ def test_a_saved_tensor_is_not_a_state_dict(tmp_path):
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.2])
-def test_a_threshold_outside_0_1_is_refused_before_anything_loads(threshold):
+def test_a_threshold_outside_0_1_is_refused_before_anything_loads(threshold, tmp_path):
+    """Absent weights would be a FileNotFoundError: the threshold must be checked first."""
     with pytest.raises(ValueError, match=f"threshold {threshold}: .* strictly between 0 and 1"):
-        Segmenter.from_bundle(model="unet", device="cpu", threshold=threshold)
+        Segmenter.from_bundle(model="unet", device="cpu", threshold=threshold, weights=tmp_path / "absent.pt")
 
 
 def test_asking_for_a_gpu_without_one_is_a_clear_error():
