@@ -588,7 +588,6 @@ def evaluation_workflow(
         "evaluate_split": split,
         "network_name": network,
         "device": torch_device,
-        "amp": torch_device.type == "cuda",
         "detections_file": None if detections_file is None else str(detections_file),
     }
     optional = {"dataset_dir": dataset_dir, "model_file": weights, "validate#box_extra_margin": box_extra_margin, "threshold": threshold}

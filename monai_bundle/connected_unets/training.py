@@ -6,10 +6,13 @@ truncated ``model.pt``. These handlers write to a temporary file and rename it o
 
 from __future__ import annotations
 
+import csv
+import datetime
 import json
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,84 @@ class BestModelSaver:
         with atomic_output(self.score_file) as tmp:
             tmp.write_text(json.dumps(record, indent=1))
         logger.info("new best %s = %.4f at epoch %d: saved %s", name, score, epoch, self.save_file)
+
+
+class TrainingLog:
+    """A learning curve that survives interruption: one CSV row per optimizer step and per validation.
+
+    ``<prefix>_train_log.csv``: utc, epoch, iteration, loss, wall and CPU seconds of the step.
+    ``<prefix>_val_log.csv``: utc, epoch, iteration and every validation metric. Rows are appended
+    as they happen; when a run resumes from its last saved state, rows of the steps it is about to
+    redo (after the state's iteration) are dropped first, so the curve continues without duplicates.
+    Attach it after the resume loader (both run on ``Events.STARTED``, in order).
+    """
+
+    TRAIN_FIELDS = ("utc", "epoch", "iteration", "loss", "wall_s", "cpu_s")
+
+    def __init__(self, log_dir: str | Path, prefix: str, validator: Engine | None = None) -> None:
+        self.train_file = Path(log_dir) / f"{prefix}_train_log.csv"
+        self.val_file = Path(log_dir) / f"{prefix}_val_log.csv"
+        self.validator = validator
+        self._trainer: Engine | None = None
+        self._clock = (0.0, 0.0)
+
+    def attach(self, trainer: Engine) -> None:
+        self._trainer = trainer
+        trainer.add_event_handler(Events.STARTED, self._drop_rows_to_redo)
+        trainer.add_event_handler(Events.ITERATION_STARTED, self._start_clock)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._log_step)
+        if self.validator is not None:
+            self.validator.add_event_handler(Events.EPOCH_COMPLETED, self._log_validation)
+
+    def _drop_rows_to_redo(self, trainer: Engine) -> None:
+        if not is_main_process():
+            return
+        for path in (self.train_file, self.val_file):
+            if not path.is_file():
+                continue
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            header, body = rows[0], rows[1:]
+            column = header.index("iteration") if "iteration" in header else None
+            kept = [r for r in body if len(r) == len(header) and column is not None and r[column].isdigit() and int(r[column]) <= trainer.state.iteration]
+            if len(kept) != len(body):
+                with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
+                    csv.writer(f).writerows([header, *kept])
+
+    def _start_clock(self, _: Engine) -> None:
+        self._clock = (time.perf_counter(), time.process_time())
+
+    @staticmethod
+    def _append(path: Path, fields: list[str], values: list[Any]) -> None:
+        new = not path.is_file() or path.stat().st_size == 0
+        with path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(fields)
+            writer.writerow(values)
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _log_step(self, trainer: Engine) -> None:
+        if not is_main_process():
+            return
+        output = trainer.state.output
+        loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
+        wall, cpu = time.perf_counter() - self._clock[0], time.process_time() - self._clock[1]
+        values = [self._now(), trainer.state.epoch, trainer.state.iteration, f"{float(loss):.6f}", f"{wall:.3f}", f"{cpu:.3f}"]
+        self._append(self.train_file, list(self.TRAIN_FIELDS), values)
+
+    def _log_validation(self, validator: Engine) -> None:
+        if not is_main_process() or self._trainer is None:
+            return
+        metrics = {k: float(v) for k, v in validator.state.metrics.items() if isinstance(v, (int, float))}
+        fields = ["utc", "epoch", "iteration", *metrics]
+        values = [self._now(), self._trainer.state.epoch, self._trainer.state.iteration, *(f"{v:.6f}" for v in metrics.values())]
+        self._append(self.val_file, fields, values)
 
 
 def resume_file(path: str | Path) -> bool:

@@ -1,0 +1,77 @@
+"""How the network's arithmetic runs on this machine: memory format and autocast dtype, chosen at run time.
+
+Why at run time: the CPUs this project trains on differ. On an Intel Xeon with AMX (and AVX512-BF16)
+bf16 autocast makes a ConnectedResUNets training step about 3x faster than fp32; on a CPU without
+bf16 units (an AMD EPYC with AVX2 only) bf16 is emulated and slower than fp32. ``precision: auto``
+in the configs asks :func:`resolve_precision`, which decides from what the CPU reports (measured in
+``docs/benchmarks.md``, ``scripts/benchmark_training.py``).
+
+channels_last (NHWC) helps oneDNN's convolutions on every CPU measured, so it is on by default; it
+changes no value, only strides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from monai.inferers import Inferer
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PRECISIONS", "PrecisionInferer", "cpu_has_fast_bf16", "resolve_precision", "to_memory_format"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has bf16 arithmetic units (AMX tiles or AVX512-BF16), so bf16 beats fp32."""
+    cpu = torch.cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``fp32`` or ``bf16`` for ``precision`` in ``auto|fp32|bf16`` on ``device``.
+
+    ``auto`` is bf16 on a CPU with bf16 units and on a CUDA GPU that supports bf16, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def to_memory_format(network: nn.Module, channels_last: bool) -> nn.Module:
+    """``network`` with its 4-D parameters in channels_last (NHWC) or contiguous (NCHW) strides."""
+    return network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class PrecisionInferer(Inferer):
+    """Run the network on channels_last inputs and/or under bf16 autocast; hand back fp32 logits.
+
+    MONAI's engines only autocast on CUDA (``amp``), so the CPU's bf16 comes in through the inferer,
+    which the trainer and the evaluator both call: the loss, the sigmoid and the metrics stay fp32.
+    ``inner`` is another inferer to wrap (e.g. the ROI-batch inferer); by default the network is
+    called directly.
+    """
+
+    def __init__(self, precision: str = "fp32", channels_last: bool = False, inner: Inferer | None = None) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {precision!r}: resolve 'auto' first (connected_unets.precision.resolve_precision)")
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        self.inner = inner
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.channels_last and inputs.ndim == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            outputs = self.inner(inputs, network, *args, **kwargs) if self.inner is not None else network(inputs, *args, **kwargs)
+        return outputs.float()
