@@ -58,6 +58,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "monai_bundle"
 
+from connected_unets.bundle import open_config, weights_file  # noqa: E402
 from connected_unets.fast import full_fp32, optimize_for_inference  # noqa: E402
 from connected_unets.io import atomic_output  # noqa: E402
 from connected_unets.losses import DiceIoULoss  # noqa: E402
@@ -105,8 +106,10 @@ def build_model(name: str) -> nn.Module:
 def shipped_weights(name: str) -> Path | None:
     """The bundle's trained weights of ``name`` if shipped (timings do not depend on the values; the
     fast-vs-plain difference is more telling with trained BatchNorm statistics)."""
-    path = BUNDLE / "models" / ("model.pt" if name == "connected_resunets" else f"{name}.pt")
-    return path if name in OURS and path.is_file() else None
+    if name not in OURS:
+        return None
+    path = weights_file(name, BUNDLE)
+    return path if path.is_file() else None
 
 
 def load_model(name: str, seed: int = 0) -> tuple[nn.Module, str]:
@@ -258,35 +261,24 @@ def cpu_memory(name: str, phase: str, batch: int, threads: int) -> dict[str, Any
 def pipeline_benchmark(model_name: str, steps: int, device: torch.device, dataset_dir: Path, progress: tqdm) -> dict[str, Any]:
     """Training batches from configs/train.yaml's own DataLoader: loader alone, loader + step, and
     the same step on a batch already in memory (model only)."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(BUNDLE / "configs" / "train.yaml")
-    parser["bundle_root"] = str(BUNDLE)
-    parser["dataset_dir"] = str(dataset_dir)
-    parser["network_name"] = model_name
-    parser["device"] = device
-    parser["amp"] = device.type == "cuda"
+    parser = open_config(["train.yaml"], BUNDLE, {"dataset_dir": str(dataset_dir), "network_name": model_name, "device": device})
     batch_size = int(parser.get_parsed_content("batch_size"))
     num_workers = int(parser.get_parsed_content("num_workers"))
     started = time.perf_counter()
     loader = parser.get_parsed_content("train#dataloader")
     cache_s = time.perf_counter() - started
     network = parser.get_parsed_content("network")
+    inferer = parser.get_parsed_content("train#inferer")  # the trainer's: precision and memory format
     loss_fn = parser.get_parsed_content("loss")
     optimizer = parser.get_parsed_content("optimizer")
-    amp = bool(parser.get_parsed_content("amp"))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
     network.train()
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         x, y = batch["image"].to(device), batch["label"].to(device)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=amp):
-            loss = loss_fn(network(x).float(), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = loss_fn(inferer(x, network), y)
+        loss.backward()
+        optimizer.step()
         sync(device)
 
     def batches() -> Any:

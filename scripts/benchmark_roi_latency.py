@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from connected_unets.inference import DEFAULT_BUNDLE, Segmenter
+from connected_unets.bundle import bundle_dir, weights_file
+from connected_unets.inference import Segmenter
 from connected_unets.networks import get_network
 
 
@@ -40,14 +41,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    samples = json.loads((DEFAULT_BUNDLE / "sample_data" / "samples.json").read_text())
+    bundle = bundle_dir()
+    samples = json.loads((bundle / "sample_data" / "samples.json").read_text())
     sample = next(s for s in samples if len(s["boxes"]) >= min(args.rois, 2)) if args.rois > 1 else samples[0]
-    image = np.asarray(Image.open(DEFAULT_BUNDLE / "sample_data" / sample["image"]))
+    image = np.asarray(Image.open(bundle / "sample_data" / sample["image"]))
     boxes = (sample["boxes"] * args.rois)[: args.rois]
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
-        bundle_weights = DEFAULT_BUNDLE / "models" / ("model.pt" if args.model == "connected_resunets" else f"{args.model}.pt")
+        bundle_weights = weights_file(args.model, bundle)
         if weights is None and not bundle_weights.is_file():
             weights = Path(tmp) / "random.pt"
             torch.save(get_network(args.model, in_channels=3, out_channels=1).state_dict(), weights)

@@ -25,16 +25,16 @@ for tag in ${COMPARE_TAGS:-$all_tags}; do
   mkdir -p "$out"
   echo "$(date -u +%FT%TZ) $tag: training to epoch $epochs"
   # bn_momentum 0.1: a short budget leaves Keras' 0.01 running statistics useless (docs/deviations.md)
-  python -m monai.bundle run --config_file configs/train.yaml --logging_file configs/logging.conf \
+  python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml']" --logging_file configs/logging.conf \
     --network_name "$network" --use_aspp "$aspp" --dataset_dir "$data" --output_dir "$out" --ckpt_dir "$out" \
     --model_file "$out/model.pt" --epochs "$epochs" --bn_momentum 0.1 --num_workers 0 --seed 0 "$@" \
     >> "$out/train.log" 2>&1 || { tail -20 "$out/train.log"; exit 1; }
   for boxes in tight:0.0 loose:0.3; do
     report="$out/eval_${boxes%%:*}"
     [ "$report/summary.json" -nt "$out/model.pt" ] && continue  # scored since the last best model
-    python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']" \
+    python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" \
       --logging_file configs/logging.conf --network_name "$network" --use_aspp "$aspp" --model_file "$out/model.pt" \
-      --dataset_dir "$data" --output_dir "$report" --validate#box_extra_margin "${boxes##*:}" \
+      --dataset_dir "$data" --output_dir "$report" --box_extra_margin "${boxes##*:}" \
       > "$report.log" 2>&1 || { tail -20 "$report.log"; exit 1; }
   done
   echo "$(date -u +%FT%TZ) $tag: done ($(python -c 'import json,sys; print(json.load(open(sys.argv[1])))' "$out/model.json"))"

@@ -6,16 +6,16 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 network=${1:-connected_resunets}
-weights=${2:-$repo/monai_bundle/models/$([ "$network" = connected_resunets ] && echo model || echo "$network").pt}
+weights=${2:-$(python -c 'import sys; from connected_unets.bundle import weights_file; print(weights_file(sys.argv[1]))' "$network")}
 [ -d "$repo/runs/data/cdd_cesm_dm" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
 for boxes in tight:0.0 loose:0.3; do
   out="$repo/runs/eval/$network/${boxes%%:*}"
   mkdir -p "$out"
-  python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']" \
+  python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" \
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
     --dataset_dir "$repo/runs/data/cdd_cesm_dm" --output_dir "$out" \
-    --validate#box_extra_margin "${boxes##*:}" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
+    --box_extra_margin "${boxes##*:}" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
   echo "$network ${boxes%%:*} boxes: $(python -c 'import json, sys; s = json.load(open(sys.argv[1]))
 print("Dice %.3f IoU %.3f over %d lesions" % (s["dice"]["mean"], s["iou"]["mean"], s["n_cases"]))' "$out/summary.json")"
 done

@@ -11,5 +11,5 @@ shift $(( $# >= 2 ? 2 : 1 ))
 out="$repo/runs/$network"
 mkdir -p "$out"
 cd "$repo/monai_bundle"
-python -m monai.bundle run --config_file configs/train.yaml --logging_file configs/logging.conf \
+python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml']" --logging_file configs/logging.conf \
   --network_name "$network" --dataset_dir "$dataset" --output_dir "$out" --ckpt_dir "$out" "$@"

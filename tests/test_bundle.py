@@ -30,6 +30,7 @@ from connected_unets.roi import MarginRule, expand_box, validate_box
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 META = BUNDLE / "configs" / "metadata.json"
+COMMON = BUNDLE / "configs" / "common.yaml"  # merged first under every config
 TRAIN = BUNDLE / "configs" / "train.yaml"
 EVALUATE = BUNDLE / "configs" / "evaluate.yaml"
 INFERENCE = BUNDLE / "configs" / "inference.yaml"
@@ -121,7 +122,7 @@ class Run:
         return self.output_dir / STATE_NAME
 
 
-def train_args(root: Path, epochs: int, config_file: str = "configs/train.yaml") -> list[str]:
+def train_args(root: Path, epochs: int, config_file: str = "['configs/common.yaml','configs/train.yaml']") -> list[str]:
     return [
         "run",
         "--config_file", config_file,
@@ -142,8 +143,9 @@ finalize:
 
 def distributed_args(root: Path, extra_config: Path) -> list[str]:
     """``torchrun --standalone --nnodes=1 --nproc_per_node=2 -m monai.bundle run --config_file
-    "['configs/train.yaml','configs/multi_gpu_train.yaml', <extra>]" ...``, 1 epoch on the CPU (gloo)."""
-    configs = ["configs/train.yaml", "configs/multi_gpu_train.yaml", str(extra_config)]
+    "['configs/common.yaml','configs/train.yaml','configs/multi_gpu_train.yaml', <extra>]" ...``, 1 epoch
+    on the CPU (gloo)."""
+    configs = ["configs/common.yaml", "configs/train.yaml", "configs/multi_gpu_train.yaml", str(extra_config)]
     return [
         "--standalone", "--nnodes=1", "--nproc_per_node=2",
         "-m", "monai.bundle",
@@ -201,7 +203,7 @@ def test_verify_net_in_out_passes_for_the_shipped_network(background, caplog):
     # (requesting `background` starts the command-line runs first, to overlap with these checks)
     with caplog.at_level("INFO"):
         monai.bundle.verify_net_in_out(
-            net_id="network_def", meta_file=str(META), config_file=str(INFERENCE), n=16, device="cpu"
+            net_id="network_def", meta_file=str(META), config_file=[str(COMMON), str(INFERENCE)], n=16, device="cpu"
         )
     assert "verified with no error" in caplog.text
 
@@ -213,7 +215,7 @@ def test_verify_net_in_out_passes_for_every_network(name, caplog):
         monai.bundle.verify_net_in_out(
             net_id="network_def",
             meta_file=str(META),
-            config_file=str(INFERENCE),
+            config_file=[str(COMMON), str(INFERENCE)],
             n=16,
             device="cpu",
             network_name=name,
@@ -257,10 +259,10 @@ def test_model_pt_is_a_plain_state_dict_of_the_network(trained):
 
 
 def test_evaluate_writes_one_row_per_validation_lesion(trained, tmp_path):
-    """``run --config_file "['configs/train.yaml','configs/evaluate.yaml']" --model_file ...``"""
+    """``run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" --model_file ...``"""
     out = tmp_path / "evaluation"
     run_in_process(
-        [TRAIN, EVALUATE],
+        [COMMON, TRAIN, EVALUATE],
         model_file=str(trained.model),
         output_dir=str(out),
         roi_size=ROI,
@@ -286,7 +288,7 @@ def test_evaluate_writes_one_row_per_validation_lesion(trained, tmp_path):
 def test_inference_writes_one_full_size_mask_per_sample_image(trained, tmp_path):
     out = tmp_path / "inference"
     run_in_process(
-        [INFERENCE], model_file=str(trained.model), output_dir=str(out), roi_size=ROI, **{"network_def#features": TINY}
+        [COMMON, INFERENCE], model_file=str(trained.model), output_dir=str(out), roi_size=ROI, **{"network_def#features": TINY}
     )
     expected = {Path(sample["image"]).stem + "_mask.png" for sample in SAMPLES}
     assert len(expected) == 6
@@ -309,7 +311,7 @@ def test_inference_writes_one_full_size_mask_per_sample_image(trained, tmp_path)
 
 def test_ckpt_export_gives_torchscript_with_the_eager_outputs(trained, tmp_path):
     """``ckpt_export --net_id network_def --filepath model.ts --ckpt_file model.pt --meta_file
-    configs/metadata.json --config_file configs/inference.yaml --use_trace True --input_shape
+    configs/metadata.json --config_file "['configs/common.yaml','configs/inference.yaml']" --use_trace True --input_shape
     "[1,3,32,32]"`` (model.pt is a plain state_dict, so no --key_in_ckpt)."""
     exported = tmp_path / "model.ts"
     monai.bundle.ckpt_export(
@@ -317,7 +319,7 @@ def test_ckpt_export_gives_torchscript_with_the_eager_outputs(trained, tmp_path)
         filepath=str(exported),
         ckpt_file=str(trained.model),
         meta_file=str(META),
-        config_file=str(INFERENCE),
+        config_file=[str(COMMON), str(INFERENCE)],
         # tracing: the networks cannot be scripted yet (see test_ckpt_export_by_scripting)
         use_trace=True,
         input_shape=[1, 3, 32, 32],
@@ -346,7 +348,7 @@ def test_ckpt_export_by_scripting(trained, tmp_path):
         filepath=str(tmp_path / "model.ts"),
         ckpt_file=str(trained.model),
         meta_file=str(META),
-        config_file=str(INFERENCE),
+        config_file=[str(COMMON), str(INFERENCE)],
         **{"network_def#features": TINY},
     )
     assert (tmp_path / "model.ts").is_file()
@@ -356,7 +358,7 @@ def test_ckpt_export_by_scripting(trained, tmp_path):
 
 
 def test_a_second_run_resumes_where_the_first_stopped(trained, resume):
-    """``run --config_file configs/train.yaml ... --epochs 2`` on the folders of the 1-epoch run."""
+    """``run --config_file "['configs/common.yaml','configs/train.yaml']" ... --epochs 2`` on the folders of the 1-epoch run."""
     root, process = resume
     before = trained.score
     resumed = Run(root, process.result().stdout)
@@ -413,7 +415,7 @@ def test_distributed_validation_scores_all_lesions_of_both_ranks(distributed, tm
     """The logged score gathers both validation shards: it equals a single-process evaluation."""
     out = tmp_path / "evaluation"
     run_in_process(
-        [TRAIN, EVALUATE],
+        [COMMON, TRAIN, EVALUATE],
         model_file=str(distributed.model),
         output_dir=str(out),
         roi_size=ROI,

@@ -194,12 +194,12 @@ def cli_report(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle_report(tmp_path_factory):
-    """``python -m monai.bundle run --config_file "['configs/train.yaml','configs/evaluate.yaml']"
+    """``python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']"
     --dataset_dir ROIS --network_name unet --model_file models/unet.pt --output_dir DIR``, in process."""
     out = tmp_path_factory.mktemp("bundle") / "report"
     with kept_rng_state():
         monai.bundle.run(
-            config_file=[str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")],
+            config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")],
             meta_file=str(CONFIGS / "metadata.json"),
             logging_file=False,
             bundle_root=str(BUNDLE),
@@ -208,7 +208,6 @@ def bundle_report(tmp_path_factory):
             model_file=str(UNET),
             output_dir=str(out),
             device="$torch.device('cpu')",
-            amp=False,
         )
     return out
 

@@ -17,13 +17,14 @@ from connected_unets.fast import (
     max_abs_difference,
     optimize_for_inference,
 )
+from connected_unets.bundle import open_config, shipped_networks, weights_file
 from connected_unets.inference import Segmenter
 from connected_unets.io import load_image, load_mask
 from connected_unets.networks import NETWORKS, get_network
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 SAMPLES = json.loads((BUNDLE / "sample_data" / "samples.json").read_text())
-SHIPPED = {"connected_resunets": BUNDLE / "models" / "model.pt", "unet": BUNDLE / "models" / "unet.pt"}
+SHIPPED = {name: weights_file(name) for name in shipped_networks()}  # the catalogue's weights that ship
 # pre-activation BNs (BN -> ReLU -> Conv at the start of each residual path) have no conv before them
 UNFOLDABLE_BN = {"connected_resunets": 16}
 TOLERANCE = 1e-4
@@ -125,14 +126,11 @@ def test_shipped_weights_give_identical_masks_on_the_sample_rois(name):
 def test_monai_bundle_inference_runs_the_fast_copy_only_when_asked(fast, tmp_path):
     """inference.yaml's evaluator swaps in the fast copy after loading the weights (key ``fast``),
     and its masks are the Segmenter's: the bundle and the front doors run the same network."""
-    from monai.bundle import ConfigParser
-
     item = next(s for s in SAMPLES if "P304" in s["image"])
     image_path = BUNDLE / "sample_data" / item["image"]
-    parser = ConfigParser()
-    parser.read_config(BUNDLE / "configs" / "inference.yaml")
+    parser = open_config(["inference.yaml"], BUNDLE)
     parser.update({
-        "bundle_root": str(BUNDLE), "network_name": "unet", "device": torch.device("cpu"), "fast": fast,
+        "network_name": "unet", "device": torch.device("cpu"), "fast": fast,
         "output_dir": str(tmp_path), "datalist": [{"image": str(image_path), "boxes": item["boxes"]}],
     })  # fmt: skip
     parser.get_parsed_content("run")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from connected_unets.inference import Segmenter, load_weights, resolve_device
+from connected_unets.bundle import resolve_device
+from connected_unets.inference import Segmenter, load_weights
 from connected_unets.io import load_image, load_mask
 from connected_unets.networks import get_network
 
@@ -131,7 +132,7 @@ def test_the_segmenter_and_monai_bundle_run_give_the_same_mask(segmenter, random
     item = next(s for s in SAMPLES if "P304" in s["image"])
     datalist = json.dumps([{"image": str(BUNDLE / "sample_data" / item["image"]), "boxes": item["boxes"]}])
     result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/common.yaml','configs/inference.yaml']",
          "--model_file", str(random_weights), "--output_dir", str(tmp_path), "--datalist", datalist],
         cwd=BUNDLE, capture_output=True, text=True, timeout=600,
     )

@@ -18,7 +18,6 @@ from connected_unets.io import (
     ImageReadError,
     LoadedImage,
     atomic_output,
-    atomic_write_bytes,
     load_image,
     load_mask,
     save_mask,
@@ -376,13 +375,16 @@ def test_save_mask_rejects_a_mask_of_another_size_than_its_reference(tmp_path, r
 def test_atomic_output_leaves_only_the_target_behind(tmp_path, real_mask):
     save_mask(real_mask, tmp_path / "m.png")
     save_mask(real_mask, tmp_path / "m.nii.gz")
-    atomic_write_bytes(tmp_path / "notes.txt", b"hello")
+    with atomic_output(tmp_path / "notes.txt") as tmp:
+        tmp.write_bytes(b"hello")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nii.gz", "m.png", "notes.txt"]
     assert (tmp_path / "notes.txt").read_bytes() == b"hello"
 
 
 def test_failed_write_keeps_the_old_file_and_removes_the_temp_file(tmp_path):
-    target = atomic_write_bytes(tmp_path / "result.json", b'{"old": true}')
+    target = tmp_path / "result.json"
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b'{"old": true}')
     with pytest.raises(RuntimeError), atomic_output(target) as tmp:
         tmp.write_bytes(b'{"new": ')
         raise RuntimeError("writer crashed half-way")

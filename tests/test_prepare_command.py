@@ -119,7 +119,7 @@ def test_the_bundle_trains_on_a_prepared_cbis_ddsm_datalist(tmp_path, run_bundle
     out = tmp_path / "rois"
     assert cli_main(["prepare", "--dataset", "cbis-ddsm", "--root", str(tmp_path / "cbis"), "--out", str(out), "--split", "training=0.5,validation=0.5"]) == 0
     run_bundle([
-        "run", "--config_file", "configs/train.yaml", "--dataset_dir", str(out),
+        "run", "--config_file", "['configs/common.yaml','configs/train.yaml']", "--dataset_dir", str(out),
         "--roi_size", "[32,32]", "--network_def#features", "[8,16,32,64]", "--num_workers", "0", "--batch_size", "2",
         "--epochs", "1", "--output_dir", str(tmp_path / "eval"), "--ckpt_dir", str(tmp_path / "models"),
     ])  # fmt: skip

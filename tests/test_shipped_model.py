@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from connected_unets.bundle import shipped_networks, weights_file
 from connected_unets.inference import Segmenter
 from connected_unets.io import load_image, load_mask
 from connected_unets.metrics import dice
 from connected_unets.networks import get_network
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
-SHIPPED = {"connected_resunets": BUNDLE / "models" / "model.pt", "unet": BUNDLE / "models" / "unet.pt"}
+SHIPPED = {name: weights_file(name) for name in shipped_networks()}  # the catalogue's weights that ship
 
 
 @pytest.mark.parametrize("name", SHIPPED)

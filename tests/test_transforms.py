@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
+from connected_unets.bundle import open_config
 from connected_unets.io import load_image, load_mask
 from connected_unets.metrics import dice
 from connected_unets.transforms import CropROId, LoadMammogramd, RandCLAHEd, ResizeROId
@@ -22,10 +23,7 @@ def _sample(name: str) -> dict:
 
 
 def _inference_config() -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(BUNDLE / "configs" / "inference.yaml")
-    parser["bundle_root"] = str(BUNDLE)
-    return parser
+    return open_config(["inference.yaml"], BUNDLE)
 
 
 def test_load_reads_files_records_their_path_and_binarises_masks():

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .bundle import DEFAULT_NETWORK, network_names
 from .io import ImageReadError
-
-NETWORK_NAMES = ("unet", "aunet", "resunet", "connected_unets", "connected_aunets", "connected_resunets")
 
 
 def probability(text: str) -> float:
@@ -35,7 +34,10 @@ def non_negative(text: str) -> float:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="connected_resunets", choices=NETWORK_NAMES, help="network (default %(default)s)")
+    parser.add_argument(
+        "--model", default=DEFAULT_NETWORK, choices=network_names(),
+        help="network (default %(default)s); without --weights only networks whose weights ship: see `connected-unets models`",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the installed one)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file instead of the bundle's")
@@ -70,6 +72,27 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"{row['image']:<24} {row['boxes']:>4} {row['dice']:>6.3f} {row['iou']:>6.3f}")
     print(f"{'mean':<24} {'':>4} {statistics.mean(r['dice'] for r in rows):>6.3f} {statistics.mean(r['iou'] for r in rows):>6.3f}")
     print(f"masks, overlays and dice.csv in {args.out}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from .bundle import NETWORKS, bundle_dir, weights_file
+
+    bundle = bundle_dir(args.bundle)
+    print(f"networks of the bundle {bundle} (--model NAME):")
+    for name, info in NETWORKS.items():
+        weights = weights_file(name, bundle)
+        score = weights.with_suffix(".json")
+        note = "no shipped weights (train them, then use --weights FILE)"
+        if weights.is_file():
+            note = f"shipped: models/{weights.name}"
+            if score.is_file():
+                record = json.loads(score.read_text())
+                note += f" (validation {record.get('metric', 'score')} {record.get('score', float('nan')):.3f})"
+        default = " (default)" if name == DEFAULT_NETWORK else ""
+        print(f"  {name:<20} {info.display:<20} {note}{default}")
     return 0
 
 
@@ -184,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default %(default)s)")
     _add_model_options(demo)
     demo.set_defaults(run=_demo)
+
+    models = commands.add_parser("models", help="list the networks and which of them have shipped weights")
+    models.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the installed one)")
+    models.set_defaults(run=_models)
 
     prep = commands.add_parser(
         "prepare", help="turn a dataset (CBIS-DDSM, INbreast, a folder) into lesion ROIs and a datalist.json for training"

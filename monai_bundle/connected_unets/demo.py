@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from .inference import DEFAULT_BUNDLE, Segmenter
+from .bundle import bundle_dir as find_bundle
+from .inference import Segmenter
 from .io import atomic_output, load_image, load_mask, save_mask
 from .metrics import dice, iou
 from .overlay import side_by_side
@@ -18,8 +19,7 @@ logger = logging.getLogger(__name__)
 def run_demo(out_dir: str | Path, segmenter: Segmenter, bundle_dir: str | Path | None = None) -> list[dict]:
     """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``dice.csv`` for every sample image;
     return the per-image rows (image, boxes, dice, iou)."""
-    bundle = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
-    samples_file = bundle / "sample_data" / "samples.json"
+    samples_file = find_bundle(bundle_dir) / "sample_data" / "samples.json"
     out_dir = Path(out_dir)
     rows = []
     for sample in json.loads(samples_file.read_text()):

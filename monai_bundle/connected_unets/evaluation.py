@@ -27,7 +27,6 @@ from monai.transforms import Activationsd, Compose, CopyItemsd
 
 from .io import atomic_output
 from .metrics import dice, final_segmentation_accuracy, iou, iou90, pixel_roc_auc
-from .training import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ __all__ = [
     "CASES_CSV",
     "CASE_COLUMNS",
     "CaseResult",
-    "EvaluationReport",
     "bootstrap_ci",
     "check_inputs",
     "evaluation_workflow",
@@ -492,63 +490,6 @@ def write_report(
 # --------------------------------------------------------------------------- the handler
 
 
-class EvaluationReport:
-    """Ignite handler for the evaluator of ``configs/evaluate.yaml``: scores every case as it leaves
-    the post-processing and writes the report when the run completes.
-
-    ``detections_file``: optional CSV (``lesion,detected``, see :func:`read_detections`) that adds
-    the detection rate and the paper's final segmentation accuracy. ``info`` goes into the summary
-    (network, weights, split, ...). The summary of the last run is kept as :attr:`summary`.
-    """
-
-    def __init__(
-        self,
-        output_dir: str | Path,
-        dataset_dir: str | Path | None = None,
-        detections_file: str | Path | None = None,
-        info: Mapping[str, Any] | None = None,
-        n_resamples: int = 10000,
-        confidence: float = 0.95,
-        seed: int = 0,
-    ) -> None:
-        self.output_dir = Path(output_dir)
-        self.dataset_dir = dataset_dir
-        self.detections_file = detections_file
-        self.info = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(info or {}).items()}
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.cases: list[CaseResult] = []
-        self.summary: dict[str, Any] | None = None
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    def reset(self, engine: Engine | None = None) -> None:
-        self.cases = []
-        self.summary = None
-
-    def collect(self, engine: Engine) -> None:
-        """Score the decollated items of the iteration (batch metadata + post-processed output)."""
-        batch, output = engine.state.batch, engine.state.output
-        if not isinstance(output, list):
-            raise ValueError("EvaluationReport needs the evaluator to decollate its output (decollate=True)")
-        for meta, out in zip(batch, output):
-            self.cases.append(case_result({**meta, **out}, self.dataset_dir))
-
-    def write(self, engine: Engine | None = None) -> None:
-        if not is_main_process():  # a distributed run's other ranks hold only their shard
-            return
-        detected = None
-        if self.detections_file:
-            detected = read_detections(self.detections_file, [c.lesion for c in self.cases])
-        self.summary = write_report(
-            self.cases, self.output_dir, detected, self.info, self.n_resamples, self.confidence, self.seed
-        )
-
-
 # --------------------------------------------------------------------------- the bundle workflow
 
 
@@ -565,45 +506,25 @@ def evaluation_workflow(
     bundle_dir: str | Path | None = None,
     logging_file: str | bool = False,
 ) -> Any:
-    """``configs/train.yaml`` + ``configs/evaluate.yaml`` of the bundle as the MONAI
+    """``configs/common.yaml`` + ``train.yaml`` + ``evaluate.yaml`` of the bundle as the MONAI
     ``ConfigWorkflow`` that ``python -m monai.bundle run`` builds, with these overrides, initialized.
 
     The inputs are checked first (:func:`check_inputs`), so a missing datalist, unknown or empty
     split or missing weights fail with one line instead of a config-resolution traceback. Run it
     with :func:`run_evaluation`.
     """
-    from monai.bundle import ConfigWorkflow
+    from .bundle import open_workflow, resolve_device
 
-    from .inference import DEFAULT_BUNDLE, resolve_device
-
-    bundle = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
-    configs = [bundle / "configs" / "train.yaml", bundle / "configs" / "evaluate.yaml"]
-    for config in configs:
-        if not config.is_file():
-            raise FileNotFoundError(f"{config}: not found; is {bundle} a Connected-UNets bundle?")
-    torch_device = resolve_device(device)
     override: dict[str, Any] = {
-        "bundle_root": str(bundle),
         "output_dir": str(output_dir),
         "evaluate_split": split,
         "network_name": network,
-        "device": torch_device,
+        "device": resolve_device(device),
         "detections_file": None if detections_file is None else str(detections_file),
     }
-    optional = {"dataset_dir": dataset_dir, "model_file": weights, "validate#box_extra_margin": box_extra_margin, "threshold": threshold}
+    optional = {"dataset_dir": dataset_dir, "model_file": weights, "box_extra_margin": box_extra_margin, "threshold": threshold}
     override.update({k: (str(v) if isinstance(v, Path) else v) for k, v in optional.items() if v is not None})
-    quiet = logging.getLogger("monai.bundle.workflows")  # "logging file is False" would be a warning
-    level = quiet.level
-    quiet.setLevel(logging.ERROR if logging_file is False else level)
-    try:
-        workflow = ConfigWorkflow(
-            config_file=[str(c) for c in configs],
-            meta_file=str(bundle / "configs" / "metadata.json"),
-            logging_file=logging_file,
-            **override,
-        )
-    finally:
-        quiet.setLevel(level)
+    workflow = open_workflow(["train.yaml", "evaluate.yaml"], bundle_dir, override, logging_file)
     parser = workflow.parser
     check_inputs(parser.get_parsed_content("datalist_file"), split, parser.get_parsed_content("model_file"), detections_file)
     workflow.initialize()

@@ -10,24 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
-from monai.config import KeysCollection
 from monai.inferers import Inferer
-from monai.transforms import MapTransform
 
+from .bundle import DEFAULT_NETWORK, display_name, open_config, resolve_device, shipped_networks, weights_file
 from .fast import fast_if_equivalent
 from .roi import validate_box
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1]
-
 
 class ROIBatchInferer(Inferer):
     """Run a (B, N, C, H, W) stack of N ROIs per image through the network as one (B*N) batch."""
@@ -40,60 +35,11 @@ class ROIBatchInferer(Inferer):
         return logits.reshape(batch, rois, *logits.shape[1:])
 
 
-class FastInferenceHandler:
-    """Swap an evaluator's network for its fast copy (:func:`connected_unets.fast.fast_if_equivalent`)
-    once the weights are loaded, so ``monai.bundle run`` with inference.yaml runs what the Segmenter runs.
-
-    List it after the ``CheckpointLoader`` in the handlers: both run on ``Events.STARTED`` in order."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = bool(enabled)
-
-    def attach(self, engine: Any) -> None:
-        from ignite.engine import Events  # deferred: the Segmenter alone needs no ignite
-
-        if self.enabled:
-            engine.add_event_handler(Events.STARTED, self)
-
-    def __call__(self, engine: Any) -> None:
-        engine.network = fast_if_equivalent(engine.network, engine.state.device)
-
-
-class SaveMaskd(MapTransform):
-    """Write a full-size (1, H, W) mask as ``<image stem>_mask.png`` (values 0/255), atomically."""
-
-    def __init__(self, keys: KeysCollection, output_dir: str | Path, suffix: str = "_mask.png") -> None:
-        super().__init__(keys)
-        self.output_dir = Path(output_dir)
-        self.suffix = suffix
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        from .io import save_mask  # deferred: Slicer needs no pydicom/nibabel to segment
-
-        stem = Path(str(d.get("image_path", "image"))).stem
-        for key in self.key_iterator(d):
-            mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].astype(np.uint8)
-            path = save_mask(mask, self.output_dir / f"{stem}{self.suffix}")
-            logger.info("wrote %s", path)
-        return d
-
-
 def samples_datalist(samples_file: str | Path) -> list[dict[str, Any]]:
     """The inference datalist of a ``samples.json`` (image, boxes), paths made absolute."""
     samples_file = Path(samples_file)
     samples = json.loads(samples_file.read_text())
     return [{"image": str(samples_file.parent / s["image"]), "boxes": s["boxes"]} for s in samples]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks the first CUDA GPU when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but no CUDA GPU is available; use 'cpu' or 'auto'")
-    return device
 
 
 def load_weights(network: torch.nn.Module, weights: str | Path) -> None:
@@ -138,34 +84,32 @@ class Segmenter:
     def from_bundle(
         cls,
         bundle_dir: str | Path | None = None,
-        model: str = "connected_resunets",
+        model: str = DEFAULT_NETWORK,
         device: str | torch.device = "auto",
         weights: str | Path | None = None,
         threshold: float | None = None,
         fast: bool = True,
     ) -> Segmenter:
-        """Build the network, transforms and inferer of ``configs/inference.yaml`` and load weights
-        (``models/model.pt`` for ConnectedResUNets, ``models/<model>.pt`` otherwise, or ``weights``).
+        """Build the network, transforms and inferer of ``configs/common.yaml`` + ``inference.yaml``
+        and load the weights (the catalogue's file of ``model``, :mod:`connected_unets.bundle`, or ``weights``).
 
         ``fast`` runs a BatchNorm-folded channels_last copy of the network (faster on CPU, see
         :mod:`connected_unets.fast`) when its probabilities match the plain network's within 1e-4
         on a probe input, else the plain network."""
-        bundle = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
-        config_file = bundle / "configs" / "inference.yaml"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file}: not found; is {bundle} a Connected-UNets bundle?")
+        if weights is None:
+            weights = weights_file(model, bundle_dir)
+            if not weights.is_file():
+                shipped = ", ".join(shipped_networks(bundle_dir)) or "none"
+                raise FileNotFoundError(f"{weights}: no shipped weights for {display_name(model)} (networks with shipped weights: {shipped}); give a weights file")
         torch_device = resolve_device(device)
-        parser = ConfigParser()
-        parser.read_config(config_file)
-        parser["bundle_root"] = str(bundle)
-        parser["network_name"] = model
-        parser["device"] = torch_device
+        overrides: dict[str, Any] = {"network_name": model, "device": torch_device}
         if threshold is not None:
             if not 0.0 < float(threshold) < 1.0:
                 raise ValueError(f"threshold {threshold}: a probability threshold must lie strictly between 0 and 1")
-            parser["threshold"] = float(threshold)
+            overrides["threshold"] = float(threshold)
+        parser = open_config(["inference.yaml"], bundle_dir, overrides)
         network = parser.get_parsed_content("network_def")
-        load_weights(network, weights if weights is not None else parser.get_parsed_content("model_file"))
+        load_weights(network, weights)
         if fast:
             network = fast_if_equivalent(network, torch_device)
         return cls(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -133,11 +134,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see atomic_output)."""
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through a temporary file in the same folder, then an atomic rename."""
+    import torch  # deferred: reading images needs no torch
+
+    with atomic_output(Path(path)) as tmp:
+        torch.save(obj, tmp)
 
 
 def _one_line(err: BaseException) -> str:

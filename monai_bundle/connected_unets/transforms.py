@@ -8,7 +8,9 @@ probability map is resized back to the crop and pasted into a full-size mask.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +20,10 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from skimage import exposure
 
-from .io import load_image, load_mask
+from .io import load_image, load_mask, save_mask
 from .roi import MarginRule, expand_box, mask_box, paste, validate_box
+
+logger = logging.getLogger(__name__)
 
 
 def _as_chw(value: Any) -> torch.Tensor:
@@ -290,4 +294,22 @@ class PasteROIsd(MapTransform):
                 pasted = self.transform({key: roi_pred, "roi_box": roi_box, "image_size": d["image_size"]})[key]
                 union = pasted if union is None else torch.maximum(union, pasted)
             d[key] = union
+        return d
+
+
+class SaveMaskd(MapTransform):
+    """Write a full-size (1, H, W) mask as ``<image stem>_mask.png`` (values 0/255), atomically."""
+
+    def __init__(self, keys: KeysCollection, output_dir: str | Path, suffix: str = "_mask.png") -> None:
+        super().__init__(keys)
+        self.output_dir = Path(output_dir)
+        self.suffix = suffix
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        stem = Path(str(d.get("image_path", "image"))).stem
+        for key in self.key_iterator(d):
+            mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].astype(np.uint8)
+            path = save_mask(mask, self.output_dir / f"{stem}{self.suffix}")
+            logger.info("wrote %s", path)
         return d

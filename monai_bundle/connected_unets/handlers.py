@@ -1,7 +1,9 @@
-"""Checkpointing that survives interruption: atomic writes and a best model that remembers its score.
+"""Every ignite event handler of the bundle (the configs' handler ``_target_`` entries).
 
-MONAI's ``CheckpointSaver`` writes in place (``atomic=False``), so a kill during a save can leave a
-truncated ``model.pt``. These handlers write to a temporary file and rename it over the target.
+Training: checkpoints that survive interruption (MONAI's ``CheckpointSaver`` writes in place, so a
+kill during a save can leave a truncated ``model.pt``; these write a temporary file and rename it),
+a best model that remembers its score, a learning curve continued on resume. Inference: the swap to
+the checked fast network. Evaluation: the report writer.
 """
 
 from __future__ import annotations
@@ -21,15 +23,10 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-from .io import atomic_output
+from . import evaluation
+from .io import atomic_output, atomic_torch_save
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through a temporary file in the same folder, then an atomic rename."""
-    with atomic_output(Path(path)) as tmp:
-        torch.save(obj, tmp)
 
 
 def is_main_process() -> bool:
@@ -191,3 +188,79 @@ class TrainingLog:
 def resume_file(path: str | Path) -> bool:
     """True when ``path`` holds a training state to resume from (for the configs' ``_disabled_``)."""
     return os.path.isfile(path)
+
+
+class FastInferenceHandler:
+    """Swap an evaluator's network for its fast copy (:func:`connected_unets.fast.fast_if_equivalent`)
+    once the weights are loaded, so ``monai.bundle run`` with inference.yaml runs what the Segmenter runs.
+
+    List it after the ``CheckpointLoader`` in the handlers: both run on ``Events.STARTED`` in order."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
+
+    def attach(self, engine: Any) -> None:
+        if self.enabled:
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        from .fast import fast_if_equivalent
+
+        engine.network = fast_if_equivalent(engine.network, engine.state.device)
+
+
+class EvaluationReport:
+    """Ignite handler for the evaluator of ``configs/evaluate.yaml``: scores every case as it leaves
+    the post-processing and writes the report when the run completes.
+
+    ``detections_file``: optional CSV (``lesion,detected``, see :func:`read_detections`) that adds
+    the detection rate and the paper's final segmentation accuracy. ``info`` goes into the summary
+    (network, weights, split, ...). The summary of the last run is kept as :attr:`summary`.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        dataset_dir: str | Path | None = None,
+        detections_file: str | Path | None = None,
+        info: Mapping[str, Any] | None = None,
+        n_resamples: int = 10000,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.dataset_dir = dataset_dir
+        self.detections_file = detections_file
+        self.info = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(info or {}).items()}
+        self.n_resamples = n_resamples
+        self.confidence = confidence
+        self.seed = seed
+        self.cases: list[Any] = []  # evaluation.CaseResult
+        self.summary: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.cases = []
+        self.summary = None
+
+    def collect(self, engine: Engine) -> None:
+        """Score the decollated items of the iteration (batch metadata + post-processed output)."""
+        batch, output = engine.state.batch, engine.state.output
+        if not isinstance(output, list):
+            raise ValueError("EvaluationReport needs the evaluator to decollate its output (decollate=True)")
+        for meta, out in zip(batch, output):
+            self.cases.append(evaluation.case_result({**meta, **out}, self.dataset_dir))
+
+    def write(self, engine: Engine | None = None) -> None:
+        if not is_main_process():  # a distributed run's other ranks hold only their shard
+            return
+        detected = None
+        if self.detections_file:
+            detected = evaluation.read_detections(self.detections_file, [c.lesion for c in self.cases])
+        self.summary = evaluation.write_report(
+            self.cases, self.output_dir, detected, self.info, self.n_resamples, self.confidence, self.seed
+        )

@@ -1,0 +1,198 @@
+"""The one catalogue of the bundle: where it is, its networks and their weights files, devices, configs.
+
+Every front door (CLI, Slicer, MONAI Label, scripts, tests) and the configs' defaults read these
+facts here, and nowhere else lists networks or weights files. Importing this module costs no torch
+or MONAI import (the Slicer panel lists networks before its dependencies are installed); the
+functions that need them import them when called.
+
+Where the bundle is, in order: ``$CONNECTED_UNETS_BUNDLE``; the source checkout this package sits in
+(``monai_bundle/``, also an editable install); the copy a wheel installs as the data package
+``connected_unets_bundle`` (``pip install .`` puts ``configs/``, ``models/``, ``sample_data/`` there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUNDLE_ENV",
+    "COMMON_CONFIG",
+    "DEFAULT_NETWORK",
+    "NETWORKS",
+    "NetworkInfo",
+    "bundle_dir",
+    "config_files",
+    "display_name",
+    "network_names",
+    "open_config",
+    "open_workflow",
+    "resolve_device",
+    "shipped_networks",
+    "weights_file",
+    "weights_name",
+]
+
+#: Environment variable naming a bundle folder that overrides the installed one.
+BUNDLE_ENV = "CONNECTED_UNETS_BUNDLE"
+#: The data package a wheel installs the bundle's configs, weights and sample data as.
+DATA_PACKAGE = "connected_unets_bundle"
+#: Merged first under every config: the network, the ROI pipeline and the values they share.
+COMMON_CONFIG = "common.yaml"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """One network of the paper: its registry name, the name people read, its weights file."""
+
+    name: str
+    display: str
+    weights: str  # file name in the bundle's models/ folder
+
+
+#: The paper's six networks, in the order of its tables; the last one is the product's default.
+NETWORKS: dict[str, NetworkInfo] = {
+    info.name: info
+    for info in (
+        NetworkInfo("unet", "UNet", "unet.pt"),
+        NetworkInfo("aunet", "AUNet", "aunet.pt"),
+        NetworkInfo("resunet", "ResUNet", "resunet.pt"),
+        NetworkInfo("connected_unets", "Connected-UNets", "connected_unets.pt"),
+        NetworkInfo("connected_aunets", "Connected-AUNets", "connected_aunets.pt"),
+        NetworkInfo("connected_resunets", "Connected-ResUNets", "model.pt"),  # MONAI's name for a bundle's model
+    )
+}
+DEFAULT_NETWORK = "connected_resunets"
+
+
+def _is_bundle(path: Path) -> bool:
+    return (path / "configs" / "inference.yaml").is_file()
+
+
+def bundle_dir(path: str | Path | None = None) -> Path:
+    """The bundle folder: ``path`` when given, else the first of ``$CONNECTED_UNETS_BUNDLE``, the
+    source checkout and the installed data package that holds ``configs/inference.yaml``."""
+    if path is not None:
+        candidate = Path(path)
+        if not _is_bundle(candidate):
+            raise FileNotFoundError(f"{candidate}: not a Connected-UNets bundle (no configs/inference.yaml)")
+        return candidate.resolve()
+    tried = []
+    if os.environ.get(BUNDLE_ENV):
+        tried.append(Path(os.environ[BUNDLE_ENV]))
+    tried.append(Path(__file__).resolve().parents[1])
+    spec = importlib.util.find_spec(DATA_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        tried += [Path(p) for p in spec.submodule_search_locations]
+    for candidate in tried:
+        if _is_bundle(candidate):
+            return candidate.resolve()
+    raise FileNotFoundError(f"Connected-UNets bundle not found (looked in {', '.join(map(str, tried))}); set {BUNDLE_ENV}")
+
+
+def network_names() -> tuple[str, ...]:
+    return tuple(NETWORKS)
+
+
+def display_name(name: str) -> str:
+    """``Connected-ResUNets`` for ``connected_resunets``; an unknown name is returned as it is."""
+    info = NETWORKS.get(name)
+    return info.display if info is not None else name
+
+
+def _info(name: str) -> NetworkInfo:
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+    return NETWORKS[name]
+
+
+def weights_name(name: str) -> str:
+    """The file name of network ``name``'s weights (``model.pt`` for the default network)."""
+    return _info(name).weights
+
+
+def weights_file(name: str, bundle: str | Path | None = None) -> Path:
+    """The weights file of network ``name`` in the bundle's ``models/`` folder (it may not exist)."""
+    return bundle_dir(bundle) / "models" / weights_name(name)
+
+
+def shipped_networks(bundle: str | Path | None = None) -> tuple[str, ...]:
+    """The networks whose weights the bundle holds, the default first."""
+    names = [n for n in NETWORKS if weights_file(n, bundle).is_file()]
+    return tuple(sorted(names, key=lambda n: n != DEFAULT_NETWORK))
+
+
+def resolve_device(device: Any = "auto") -> Any:
+    """A ``torch.device`` for ``auto`` (the first CUDA GPU when there is one, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``; a one-line ValueError for anything else or a GPU that is not there."""
+    import torch
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r}: not a device; use auto, cpu, cuda or cuda:N") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: not supported; use auto, cpu, cuda or cuda:N")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} requested but no CUDA GPU is available; use 'cpu' or 'auto'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    return resolved
+
+
+def config_files(names: Sequence[str], bundle: str | Path | None = None) -> list[Path]:
+    """``common.yaml`` followed by the named configs (``inference.yaml``, ``train.yaml``, ...) of the
+    bundle, in the order ``monai.bundle run --config_file`` merges them."""
+    configs = bundle_dir(bundle) / "configs"
+    files = [configs / COMMON_CONFIG, *(configs / n for n in names if n != COMMON_CONFIG)]
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: not found; is {configs.parent} a Connected-UNets bundle?")
+    return files
+
+
+def open_config(names: Sequence[str], bundle: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
+    """A MONAI ``ConfigParser`` of ``common.yaml`` + ``names`` with ``bundle_root`` set to the bundle
+    and ``overrides`` applied (ids as on the command line, ``validate#box_extra_margin``)."""
+    from monai.bundle import ConfigParser
+
+    root = bundle_dir(bundle)
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files(names, root)])
+    parser["bundle_root"] = str(root)
+    for key, value in dict(overrides or {}).items():
+        parser[key] = value
+    return parser
+
+
+def open_workflow(
+    names: Sequence[str], bundle: str | Path | None = None, overrides: Mapping[str, Any] | None = None, logging_file: str | bool = False
+) -> Any:
+    """The MONAI ``ConfigWorkflow`` that ``python -m monai.bundle run --config_file`` builds from
+    ``common.yaml`` + ``names`` (with ``metadata.json``), ``bundle_root`` set and ``overrides``
+    applied; not yet initialized. ``logging_file=False`` keeps MONAI's logging setup out."""
+    import logging
+
+    from monai.bundle import ConfigWorkflow
+
+    root = bundle_dir(bundle)
+    quiet = logging.getLogger("monai.bundle.workflows")  # "logging file is False" would be a warning
+    level = quiet.level
+    quiet.setLevel(logging.ERROR if logging_file is False else level)
+    try:
+        return ConfigWorkflow(
+            config_file=[str(f) for f in config_files(names, root)],
+            meta_file=str(root / "configs" / "metadata.json"),
+            logging_file=logging_file,
+            **{"bundle_root": str(root), **dict(overrides or {})},
+        )
+    finally:
+        quiet.setLevel(level)
+
