@@ -7,10 +7,12 @@ same mask for the same image and boxes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,14 @@ from monai.inferers import Inferer
 
 from .bundle import DEFAULT_NETWORK, display_name, open_config, resolve_device, shipped_networks, weights_file
 from .fast import fast_if_equivalent
-from .roi import validate_box
+from .precision import resolve_precision
+from .roi import mask_box, validate_box
+from .test_time import VIEWS, averaged_views, box_moved, confidence, view_agreement
 
 logger = logging.getLogger(__name__)
+
+#: inference.yaml keys that Segmenter.from_bundle(**options) may override
+TEST_TIME_KEYS = ("tta", "refine_rounds", "precision")
 
 class ROIBatchInferer(Inferer):
     """Run a (B, N, C, H, W) stack of N ROIs per image through the network as one (B*N) batch."""
@@ -61,24 +68,60 @@ def load_weights(network: torch.nn.Module, weights: str | Path) -> None:
         raise ValueError(f"{weights}: not weights of {type(network).__name__} ({first_line})") from err
 
 
+@dataclass
+class ROIResult:
+    """What the Segmenter says about one box: its mask and how sure it is.
+
+    ``found`` is False (and the mask empty) when the box holds nothing mass-like; ``reason`` then
+    says why. ``boxes`` lists the box of every pass: the user's, then the refined ones."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray = field(repr=False)  # uint8 0/1 of the image's shape
+    confidence: float
+    found: bool
+    reason: str = ""
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def area(self) -> int:
+        """Mass pixels."""
+        return int(self.mask.sum())
+
+
 class Segmenter:
-    """Segments masses inside ROI boxes of a full mammogram, with the bundle's pipeline."""
+    """Segments masses inside ROI boxes of a full mammogram, with the bundle's pipeline.
+
+    The test-time options of ``inference.yaml`` (:mod:`connected_unets.test_time`): ``tta_views``
+    dihedral views averaged (1 = off), ``refine_rounds`` re-crops around the predicted mask, and
+    ``precision`` ``bf16`` (autocast) where the weights' record says bf16 masks match fp32."""
 
     def __init__(
         self,
         network: torch.nn.Module,
         preprocessing: Callable[[dict], dict],
         inferer: Callable[..., torch.Tensor],
-        postprocessing: Callable[[dict], dict],
+        roi_postprocessing: Callable[[dict], dict],
         device: torch.device,
         amp: bool = False,
+        roi_mask: Callable[[dict], dict] | None = None,
+        threshold: float = 0.5,
+        tta_views: int = 1,
+        refine_rounds: int = 0,
+        precision: str = "fp32",
     ) -> None:
         self.network = network.to(device).eval()
         self.preprocessing = preprocessing
         self.inferer = inferer
-        self.postprocessing = postprocessing
+        self.roi_postprocessing = roi_postprocessing
         self.device = device
         self.amp = amp and device.type == "cuda"
+        self.roi_mask = roi_mask
+        self.threshold = float(threshold)
+        self.tta_views = int(tta_views)
+        self.refine_rounds = int(refine_rounds)
+        if self.refine_rounds not in (0, 1, 2):
+            raise ValueError(f"refine_rounds {refine_rounds}: 0 (off), 1 or 2")
+        self.precision = precision
 
     @classmethod
     def from_bundle(
@@ -89,20 +132,25 @@ class Segmenter:
         weights: str | Path | None = None,
         threshold: float | None = None,
         fast: bool = True,
+        **options: Any,
     ) -> Segmenter:
         """Build the network, transforms and inferer of ``configs/common.yaml`` + ``inference.yaml``
         and load the weights (the catalogue's file of ``model``, :mod:`connected_unets.bundle`, or ``weights``).
 
         ``fast`` runs a BatchNorm-folded channels_last copy of the network (faster on CPU, see
         :mod:`connected_unets.fast`) when its probabilities match the plain network's within 1e-4
-        on a probe input, else the plain network."""
+        on a probe input, else the plain network. ``options`` override inference.yaml's test-time
+        keys (``tta``, ``refine_rounds``, ``precision``)."""
         if weights is None:
             weights = weights_file(model, bundle_dir)
             if not weights.is_file():
                 shipped = ", ".join(shipped_networks(bundle_dir)) or "none"
                 raise FileNotFoundError(f"{weights}: no shipped weights for {display_name(model)} (networks with shipped weights: {shipped}); give a weights file")
+        unknown = set(options) - set(TEST_TIME_KEYS)
+        if unknown:
+            raise ValueError(f"unknown inference option(s) {', '.join(sorted(unknown))}; known: {', '.join(TEST_TIME_KEYS)}")
         torch_device = resolve_device(device)
-        overrides: dict[str, Any] = {"network_name": model, "device": torch_device}
+        overrides: dict[str, Any] = {"network_name": model, "device": torch_device, **options}
         if threshold is not None:
             if not 0.0 < float(threshold) < 1.0:
                 raise ValueError(f"threshold {threshold}: a probability threshold must lie strictly between 0 and 1")
@@ -112,13 +160,24 @@ class Segmenter:
         load_weights(network, weights)
         if fast:
             network = fast_if_equivalent(network, torch_device)
+        requested = str(parser.get_parsed_content("precision"))
+        precision = resolve_precision(requested, torch_device)
+        if requested == "auto" and precision == "bf16" and not bf16_verified(weights):
+            logger.info("%s: no record that bf16 masks match fp32 for these weights; inference runs in fp32", weights)
+            precision = "fp32"
+        tta = parser.get_parsed_content("tta")
         return cls(
             network=network,
             preprocessing=parser.get_parsed_content("preprocessing"),
             inferer=parser.get_parsed_content("inferer"),
-            postprocessing=parser.get_parsed_content("postprocessing"),
+            roi_postprocessing=parser.get_parsed_content("roi_postprocessing"),
             device=torch_device,
             amp=bool(parser.get_parsed_content("amp")),
+            roi_mask=parser.get_parsed_content("roi_mask"),
+            threshold=float(parser.get_parsed_content("threshold")),
+            tta_views=int(tta) if not isinstance(tta, bool) else (len(VIEWS) if tta else 1),
+            refine_rounds=int(parser.get_parsed_content("refine_rounds")),
+            precision=precision,
         )
 
     def segment(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> np.ndarray:
@@ -127,33 +186,112 @@ class Segmenter:
         return np.maximum.reduce(self.segment_each(image, boxes, source))
 
     def segment_each(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> list[np.ndarray]:
-        """One mask (uint8 0/1, ``image``'s shape) per box, all boxes through the network as ONE batch.
+        """One mask (uint8 0/1, ``image``'s shape) per box: the masks of :meth:`segment_rois`."""
+        return [result.mask for result in self.segment_rois(image, boxes, source)]
+
+    def segment_rois(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> list[ROIResult]:
+        """One :class:`ROIResult` per box, all boxes through the network as ONE batch per pass.
 
         ``image`` is a 2-D array of any dtype (a full mammogram); ``boxes`` are (x0, y0, x1, y1)
         pixel boxes, end exclusive. Each ROI's prediction is post-processed alone (the Slicer
         module makes one segment per ROI from these).
         """
-        array = np.asarray(image)
-        if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
-            array = np.squeeze(array, axis=0 if array.shape[0] == 1 else -1)
-        if array.ndim != 2:
-            raise ValueError(f"{source}: expected a 2-D grayscale image, got an array of shape {array.shape}")
+        array = _checked_image(image, source)
         if len(boxes) == 0:
             raise ValueError(f"{source}: no ROI box given")
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise ValueError(f"{source}: pixel values include NaN or infinity")
-        checked = [list(validate_box(box, array.shape, source)) for box in boxes]
+        checked = [validate_box(box, array.shape, source) for box in _box_list(boxes, source)]
         for x0, y0, x1, y1 in checked:
             inside = array[y0:y1, x0:x1]
             if inside.min() == inside.max():  # e.g. a box drawn on the black background
                 raise ValueError(f"{source}: box {[x0, y0, x1, y1]} covers only pixels of one value ({inside.min():g}): nothing to segment")
-        data = self.preprocessing({"image": array.astype(np.float32), "boxes": checked, "image_path": source})
-        inputs = torch.as_tensor(data["image"])[None].to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
-            logits = self.inferer(inputs, self.network)
-        logits = logits[0].float().cpu()
+        history = [[box] for box in checked]
+        masks, scores = self._one_pass(array, checked, source)
+        for _ in range(self.refine_rounds):
+            moving = []
+            for index, mask in enumerate(masks):
+                if mask.any():
+                    new = mask_box(mask)
+                    if box_moved(history[index][-1], new):
+                        moving.append((index, new))
+            if not moving:
+                break
+            again, again_scores = self._one_pass(array, [box for _, box in moving], source)
+            for (index, box), mask, score in zip(moving, again, again_scores):
+                history[index].append(box)
+                masks[index], scores[index] = mask, score
+        results = []
+        for box, mask, score, boxes_used in zip(checked, masks, scores, history):
+            found = bool(mask.any())
+            results.append(ROIResult(box, mask, score if found else 0.0, found, "" if found else "no mass-like region in the box", boxes_used))
+        return results
+
+    def _one_pass(self, array: np.ndarray, boxes: Sequence[Sequence[int]], source: str) -> tuple[list[np.ndarray], list[float]]:
+        """Full-size masks and confidences of ``boxes`` from one batch through the network."""
+        data = self.preprocessing({"image": array.astype(np.float32), "boxes": [list(b) for b in boxes], "image_path": source})
+        inputs = torch.as_tensor(data["image"]).to(self.device)  # (N, C, H, W)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=self.amp or self.precision == "bf16"):
+            prob, per_view = averaged_views(lambda x: self.inferer(x[None], self.network)[0], inputs, self.tta_views)
+        prob = prob.float().cpu()
+        roi_masks = torch.stack([torch.as_tensor(self._roi_mask(p)) for p in prob])
+        agreement = view_agreement(per_view.float().cpu(), roi_masks, self.threshold) if self.tta_views > 1 else None
+        scores = confidence(prob, roi_masks, agreement)
         masks = []
-        for index in range(len(checked)):
-            one = {**data, "pred": logits[index : index + 1], "roi_box": data["roi_box"][index : index + 1]}
-            masks.append(np.asarray(torch.as_tensor(self.postprocessing(one)["pred"]))[0].astype(np.uint8))
-        return masks
+        for index in range(len(boxes)):
+            one = {"pred": prob[index], "roi_box": data["roi_box"][index], "image_size": data["image_size"]}
+            masks.append(np.asarray(torch.as_tensor(self.roi_postprocessing(one)["pred"]))[0].astype(np.uint8))
+        return masks, scores
+
+    def _roi_mask(self, prob: torch.Tensor) -> torch.Tensor:
+        """The (1, H, W) ROI-level mask of one probability map: the config's threshold and largest component."""
+        if self.roi_mask is None:
+            return prob >= self.threshold
+        return torch.as_tensor(self.roi_mask({"pred": prob})["pred"]).bool()
+
+
+def _checked_image(image: np.ndarray, source: str) -> np.ndarray:
+    """A 2-D view of ``image`` (a singleton channel axis dropped); one-line errors otherwise."""
+    array = np.asarray(image)
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+        array = np.squeeze(array, axis=0 if array.shape[0] == 1 else -1)
+    if array.ndim != 2:
+        raise ValueError(f"{source}: expected a 2-D grayscale image, got an array of shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{source}: the image is empty")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ValueError(f"{source}: pixel values include NaN or infinity")
+    return array
+
+
+def _box_list(boxes: Sequence[Sequence[float]] | Sequence[float], source: str) -> list[Sequence[float]]:
+    """``boxes`` as a list of boxes; a single un-nested (x0, y0, x1, y1) is taken as one box."""
+    items = list(boxes)
+    if items and all(isinstance(v, (int, float, np.integer, np.floating)) for v in items):
+        return [items]
+    for box in items:
+        if not isinstance(box, (Sequence, np.ndarray)) or isinstance(box, (str, bytes)):
+            raise ValueError(f"{source}: a box is 4 numbers (x0, y0, x1, y1), got {box!r}")
+    return items
+
+
+def bf16_verified(weights: str | Path) -> bool:
+    """True when the score record beside ``weights`` (``<weights>.json``, key ``bf16``) says bf16
+    masks matched fp32 on the validation ROIs for exactly these weights (sha256) and this torch.
+
+    The record is written by ``scripts/check_inference_precision.py``."""
+    record_file = Path(weights).with_suffix(".json")
+    try:
+        record = json.loads(record_file.read_text()).get("bf16")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(record, Mapping) or not record.get("passed"):
+        return False
+    return record.get("weights_sha256") == file_sha256(weights) and record.get("torch") == torch.__version__
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
