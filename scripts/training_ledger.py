@@ -95,7 +95,7 @@ def card_table(stretches: list[dict[str, str]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stretches:
-        dates = f"{r['started'][:16].replace('T', ' ')} – {r['ended'][11:16]}"
+        dates = r["started"][:10] if r["started"] == r["ended"] else f"{r['started'][:16].replace('T', ' ')} – {r['ended'][11:16]}"
         lines.append(
             f"| {display_name(r['network'])} | {r['stretch']} | {dates} | {r['start_step']} → {r['end_step']} | {r['epochs']} | "
             f"{r['best_epoch']}, {r['best_step']}, **{r['best_val_dice']}** | {r['wall_h']} | {r['cpu_h']} | {r['cpu']}, {r['precision']} | "
