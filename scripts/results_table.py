@@ -23,9 +23,7 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-
-from connected_unets.evaluation import bootstrap_ci
+from connected_unets.evaluation import paired_bootstrap_ci
 from connected_unets.io import atomic_output
 from connected_unets.networks import get_network
 
@@ -68,10 +66,10 @@ def _ci(block: dict) -> str:
 
 
 def paired_gain_ci(cases: Path, base_cases: Path, by_patient: bool = False) -> tuple[float, float] | None:
-    """95 % percentile bootstrap CI of the mean per-lesion Dice difference (network minus base),
-    resampling lesions with both scores kept together: the two models saw the same lesions, so the
-    paired interval is the one that says whether the gain is resolved. ``by_patient`` resamples
-    patients with all their lesions instead (lesions of one patient are not independent)."""
+    """95 % paired bootstrap CI of the mean per-lesion Dice difference (network minus base) from two
+    runs' cases.csv, lesions in sorted order; ``by_patient`` resamples patients with all their
+    lesions instead of lesions (:func:`connected_unets.evaluation.paired_bootstrap_ci`). None when
+    a file is missing or the runs scored different lesions."""
     if not (cases.is_file() and base_cases.is_file()):
         return None
     ours, theirs = (
@@ -80,13 +78,9 @@ def paired_gain_ci(cases: Path, base_cases: Path, by_patient: bool = False) -> t
     )
     if set(ours) != set(theirs):
         return None
-    if not by_patient:
-        return bootstrap_ci(np.array([ours[lesion][1] - theirs[lesion][1] for lesion in sorted(ours)]))
-    per_patient: dict[str, list[float]] = {}
-    for lesion in sorted(ours):
-        per_patient.setdefault(ours[lesion][0], []).append(ours[lesion][1] - theirs[lesion][1])
-    sums_and_counts = np.array([[sum(d), len(d)] for d in per_patient.values()])
-    return bootstrap_ci(sums_and_counts, lambda s: s[..., 0].sum(axis=1) / s[..., 1].sum(axis=1))
+    lesions = sorted(ours)
+    patients = [ours[lesion][0] for lesion in lesions] if by_patient else None
+    return paired_bootstrap_ci([ours[lesion][1] for lesion in lesions], [theirs[lesion][1] for lesion in lesions], patients)
 
 
 def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:

@@ -52,13 +52,13 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def case(lesion: str, dice: float, iou: float, auc: float = 0.9) -> CaseResult:
+def case(lesion: str, dice: float, iou: float, auc: float = 0.9, patient: str = "P1") -> CaseResult:
     """A scored case with tiny arrays, for the statistics (which read only the scores)."""
     label = np.zeros((4, 4), dtype=bool)
     label[1:3, 1:3] = True
     prob = np.where(label, 0.8, 0.1).astype(np.float16)
     return CaseResult(
-        image=f"{lesion}.png", lesion=lesion, patient="P1", pathology="", box=(0, 0, 4, 4), roi_box=(0, 0, 4, 4),
+        image=f"{lesion}.png", lesion=lesion, patient=patient, pathology="", box=(0, 0, 4, 4), roi_box=(0, 0, 4, 4),
         dice=dice, iou=iou, auc=auc, roi=np.zeros((4, 4), np.uint8), label=label, pred=label, prob=prob,
     )  # fmt: skip
 
@@ -100,12 +100,48 @@ def test_bootstrap_ci_of_the_mean_matches_the_normal_approximation():
 def test_bootstrap_leaves_out_resamples_where_the_statistic_is_undefined():
     """The IoU90 mean of resamples without an IoU >= 0.9 is NaN; the CI uses the others."""
     summary = summarize_cases([case("a", 0.97, 0.95), case("b", 0.3, 0.2), case("c", 0.4, 0.25)])
-    assert summary["iou90_mean"] == {"value": pytest.approx(0.95), "ci": [pytest.approx(0.95), pytest.approx(0.95)]}
+    assert summary["iou90_mean"] == {
+        "value": pytest.approx(0.95), "ci": [pytest.approx(0.95)] * 2, "ci_patient": [pytest.approx(0.95)] * 2,
+    }  # fmt: skip
     assert summary["iou90_fraction"]["value"] == pytest.approx(1 / 3)
     assert summary["iou90_fraction"]["ci"] == [pytest.approx(0.0), pytest.approx(1.0)]
 
 
 # --------------------------------------------------------------------------- summary pieces
+
+
+def interval_blocks(summary: dict) -> list[dict]:
+    """Every block of a summary that holds a confidence interval."""
+    blocks = [summary[k] for k in ("dice", "iou", "auc", "iou90_fraction", "iou90_mean")]
+    return blocks + list((summary["detection"] or {}).values())
+
+
+def test_summary_gives_patient_intervals_beside_the_lesion_ones():
+    """Two patients with two near-identical lesions each and one with a single lesion: resampling
+    3 patients spreads the mean Dice wider than resampling 5 lesions as if independent."""
+    cases = [
+        case("a1", 0.95, 0.91, patient="A"), case("a2", 0.94, 0.90, patient="A"),
+        case("b1", 0.55, 0.40, patient="B"), case("b2", 0.56, 0.41, patient="B"),
+        case("c1", 0.75, 0.60, patient="C"),
+    ]  # fmt: skip
+    summary = summarize_cases(cases, detected={"a1": True, "a2": True, "b1": False, "b2": True, "c1": True})
+    assert summary["n_cases"] == 5 and summary["n_patients"] == 3
+    assert summary["bootstrap"]["unit"] == "lesion"
+    assert summary["bootstrap"]["units"] == {"ci": "lesion", "ci_patient": "patient"}
+    for block in interval_blocks(summary):
+        low, high = block["ci_patient"]
+        assert low <= high and len(block["ci"]) == 2
+    (lesion_low, lesion_high), (patient_low, patient_high) = summary["dice"]["ci"], summary["dice"]["ci_patient"]
+    assert patient_high - patient_low > lesion_high - lesion_low
+
+
+def test_lesions_without_a_patient_id_are_patients_of_their_own():
+    """Not one big patient: with no ids the patient intervals are the lesion intervals."""
+    cases = [case(name, dice, dice, patient="") for name, dice in zip("abcdef", (0.9, 0.7, 0.8, 0.6, 0.95, 0.85))]
+    summary = summarize_cases(cases)
+    assert summary["n_patients"] == 6
+    for block in interval_blocks(summary):
+        assert block["ci_patient"] == pytest.approx(block["ci"], abs=1e-12)
 
 
 def test_final_segmentation_accuracy_is_detection_rate_times_iou90_mean():
@@ -292,6 +328,18 @@ def test_summary_md_names_the_numbers_the_cases_and_the_files(cli_report):
     assert all(lesion in text for lesion in {summary["cases"][k]["lesion"] for k in ("best", "median", "worst")})
     assert all(name in text for name in REPORT_FILES if name != "summary.md")
     assert not [p.name for p in cli_report.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_the_report_says_which_intervals_resample_patients(cli_report):
+    rows = read_rows(cli_report / "cases.csv")
+    summary = json.loads((cli_report / "summary.json").read_text())
+    assert summary["n_patients"] == len({row["patient"] for row in rows})
+    for metric in ("dice", "iou", "auc"):
+        low, high = summary[metric]["ci_patient"]
+        assert 0.0 <= low <= summary[metric]["mean"] <= high <= 1.0
+    text = (cli_report / "summary.md").read_text()
+    assert "| metric | mean | median | 95 % CI, lesions resampled | 95 % CI, patients resampled |" in text
+    assert f"draws the {summary['n_patients']} patients with all their lesions" in text
 
 
 def test_cli_prints_the_summary_and_where_the_report_is(tmp_path, capsys):

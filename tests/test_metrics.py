@@ -1,4 +1,4 @@
-"""Specification of the per-image evaluation metrics and their test-set summary."""
+"""Specification of the per-image evaluation metrics, IoU90 and the final segmentation accuracy."""
 
 import math
 
@@ -7,15 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE_DATA
-from connected_unets.metrics import (
-    case_scores,
-    dice,
-    final_segmentation_accuracy,
-    iou,
-    iou90,
-    pixel_roc_auc,
-    summarize,
-)
+from connected_unets.metrics import dice, final_segmentation_accuracy, iou, iou90, pixel_roc_auc
 
 MASKS = SAMPLE_DATA / "masks"
 
@@ -165,62 +157,3 @@ def test_final_segmentation_accuracy_is_detection_rate_times_iou90_mean():
 def test_final_segmentation_accuracy_rejects_rate_outside_unit_interval():
     with pytest.raises(ValueError, match="detection_rate"):
         final_segmentation_accuracy(98.0, 0.95)
-
-
-# --- case_scores / summarize -----------------------------------------------------------------
-
-
-def test_case_scores_binarises_and_keeps_largest_component():
-    target = np.zeros((8, 8), bool)
-    target[2:6, 2:6] = True
-    prob = np.where(target, 0.9, 0.1)
-    prob[0, 7] = 0.95  # isolated, confident false positive
-    with_lcc = case_scores(prob, target)
-    without = case_scores(prob, target, largest_component=False)
-    assert with_lcc["dice"] == 1.0 and with_lcc["iou"] == 1.0
-    assert without["dice"] == pytest.approx(32 / 33)
-    assert with_lcc["auc"] == without["auc"] < 1.0  # AUC sees the raw probabilities
-
-
-def test_case_scores_threshold_is_an_argument():
-    target = np.array([[1, 1, 0, 0]], bool)
-    prob = np.array([[0.9, 0.6, 0.1, 0.1]])
-    assert case_scores(prob, target, threshold=0.7)["iou"] == pytest.approx(0.5)
-
-
-def test_case_scores_real_mask_with_spurious_blob():
-    mask = _real_mask()
-    prob = np.where(mask, 0.9, 0.05)
-    prob[10:20, 10:20] = 0.8  # far from the mass
-    assert case_scores(prob, mask)["dice"] == 1.0
-    assert case_scores(prob, mask, largest_component=False)["dice"] < 1.0
-
-
-def test_case_scores_rejects_nan_and_shape_mismatch():
-    with pytest.raises(ValueError, match="NaN"):
-        case_scores(np.array([[np.nan, 0.5]]), np.array([[0, 1]]))
-    with pytest.raises(ValueError, match="shape"):
-        case_scores(np.zeros((2, 2)), np.zeros((2, 3)))
-
-
-def test_summarize_reports_nan_aware_mean_and_median():
-    scores = [
-        {"dice": 1.0, "iou": 1.0, "auc": float("nan")},
-        {"dice": 0.8, "iou": 0.95, "auc": 0.9},
-        {"dice": 0.0, "iou": 0.0, "auc": 0.7},
-    ]
-    s = summarize(scores)
-    assert s["n"] == 3
-    assert s["dice_mean"] == pytest.approx(0.6) and s["dice_median"] == pytest.approx(0.8)
-    assert s["auc_mean"] == pytest.approx(0.8) and s["auc_median"] == pytest.approx(0.8)
-    assert s["iou90_mean"] == pytest.approx(0.975) and s["iou90_fraction"] == pytest.approx(2 / 3)
-
-
-def test_summarize_all_nan_auc_is_nan():
-    s = summarize([{"dice": 1.0, "iou": 1.0, "auc": float("nan")}])
-    assert math.isnan(s["auc_mean"]) and math.isnan(s["auc_median"])
-
-
-def test_summarize_rejects_empty_list():
-    with pytest.raises(ValueError, match="empty"):
-        summarize([])

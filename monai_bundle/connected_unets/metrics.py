@@ -1,9 +1,10 @@
-"""Per-image evaluation metrics on binarised masks, and their summary over a test set.
+"""Per-image evaluation metrics on binary masks, and the paper's IoU90 and final accuracy.
 
 The authors' reported Dice/IoU were soft batch metrics from ``model.evaluate``; here, as in the
-paper's Eqs. (1)-(2), Dice and IoU are computed per image on binary masks (after threshold and,
-by default, largest-component post-processing). Masks may be bool, 0/1 or 0/255: nonzero is
-foreground. Soft (interpolated) targets should be binarised by the caller.
+paper's Eqs. (1)-(2), Dice and IoU are computed per image on binary masks (the config's
+post-processing: threshold, largest component). Masks may be bool, 0/1 or 0/255: nonzero is
+foreground. Soft (interpolated) targets should be binarised by the caller. Summaries over a test
+set, with their confidence intervals, are :mod:`connected_unets.evaluation`'s.
 """
 
 from __future__ import annotations
@@ -14,19 +15,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_iou, compute_roc_auc
 
-from connected_unets.postprocess import binarize, keep_largest_component
-
-__all__ = [
-    "case_scores",
-    "dice",
-    "final_segmentation_accuracy",
-    "iou",
-    "iou90",
-    "pixel_roc_auc",
-    "summarize",
-]
-
-_SUMMARY_KEYS = ("dice", "iou", "auc")
+__all__ = ["dice", "final_segmentation_accuracy", "iou", "iou90", "pixel_roc_auc"]
 
 
 def _check_shapes(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
@@ -104,45 +93,3 @@ def final_segmentation_accuracy(detection_rate: float, iou90_mean: float) -> flo
     if not 0.0 <= detection_rate <= 1.0:
         raise ValueError(f"detection_rate must be in [0, 1], got {detection_rate}")
     return detection_rate * iou90_mean
-
-
-def case_scores(
-    prob: np.ndarray, target: np.ndarray, threshold: float = 0.5, largest_component: bool = True
-) -> dict[str, float]:
-    """Scores of one image: ``{"dice", "iou", "auc"}``.
-
-    AUC uses the probabilities; Dice and IoU use ``prob >= threshold``, reduced to its largest
-    component when ``largest_component`` (the paper's post-processing).
-    """
-    prob, target = np.asarray(prob), np.asarray(target)
-    _check_shapes(prob, target, ("prob", "target"))
-    pred = binarize(prob, threshold)
-    if largest_component:
-        pred = keep_largest_component(pred)
-    return {"dice": dice(pred, target), "iou": iou(pred, target), "auc": pixel_roc_auc(prob, target)}
-
-
-def _nan_stats(values: np.ndarray) -> tuple[float, float]:
-    """(mean, median) ignoring NaNs; NaN, without numpy's empty-slice warning, if all are NaN."""
-    finite = values[~np.isnan(values)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    return float(finite.mean()), float(np.median(finite))
-
-
-def summarize(scores: list[dict[str, float]]) -> dict[str, float]:
-    """Test-set summary of :func:`case_scores` outputs.
-
-    Keys: ``{dice,iou,auc}_{mean,median}`` (NaN-aware, so single-class images drop out of the
-    AUC), ``iou90_mean``, ``iou90_fraction`` and ``n`` (number of cases).
-    """
-    if not scores:
-        raise ValueError("scores is empty")
-    summary: dict[str, float] = {}
-    for key in _SUMMARY_KEYS:
-        summary[f"{key}_mean"], summary[f"{key}_median"] = _nan_stats(
-            np.array([s[key] for s in scores], dtype=np.float64)
-        )
-    summary["iou90_mean"], summary["iou90_fraction"] = iou90([s["iou"] for s in scores])
-    summary["n"] = len(scores)
-    return summary
