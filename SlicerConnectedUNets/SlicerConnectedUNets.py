@@ -3,7 +3,8 @@
 The Widget only wires the panel. The Logic reads MRML nodes into numpy and writes segments back
 (``SlicerConnectedUNetsLib.mrml_logic``, tested without the Slicer GUI against ``slicer-core``)
 and calls the bundle's ``Segmenter`` (``connected_unets.inference``) through a cached model
-(``SlicerConnectedUNetsLib.engine``): no pre- or post-processing is re-implemented here.
+(``SlicerConnectedUNetsLib.engine``): no pre- or post-processing is re-implemented here. What
+Slicer's Python lacks is installed on first use by ``SlicerConnectedUNetsLib.dependencies``.
 """
 
 import json
@@ -24,9 +25,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from SlicerConnectedUNetsLib import engine
+from SlicerConnectedUNetsLib import dependencies, engine
 from SlicerConnectedUNetsLib.engine import BackgroundJob, Cancelled, InputError
-from SlicerConnectedUNetsLib.mrml_logic import MammogramSegmentationLogic, slice_index_at
+from SlicerConnectedUNetsLib.mrml_logic import MASS_TERMINOLOGY, MammogramSegmentationLogic, slice_index_at
 
 MODULE_DIR = Path(__file__).resolve().parent
 
@@ -85,11 +86,12 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SlicerConnectedUNetsLogic()
 
-        for name, label in engine.NETWORKS:
-            self.ui.modelComboBox.addItem(label, name)
+        self.updateModelChoices()
         for name, label in engine.DEVICES:
             self.ui.deviceComboBox.addItem(label, name)
         self.ui.progressBar.hide()
+        if self.logic.bundleError:
+            self.status(self.logic.bundleError)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(self.POLL_MS)
@@ -165,14 +167,30 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             node = self._parameterNode
             self.ui.inputVolumeSelector.setCurrentNode(node.GetNodeReference("InputVolume"))
             self.ui.outputSegmentationSelector.setCurrentNode(node.GetNodeReference("OutputSegmentation"))
+            self.ui.weightsPathLineEdit.currentPath = node.GetParameter("Weights")
+            self.updateModelChoices()
             self.ui.modelComboBox.setCurrentIndex(max(self.ui.modelComboBox.findData(node.GetParameter("Model")), 0))
             self.ui.deviceComboBox.setCurrentIndex(max(self.ui.deviceComboBox.findData(node.GetParameter("Device")), 0))
             self.ui.thresholdSpinBox.value = float(node.GetParameter("Threshold") or 0.0)
-            self.ui.weightsPathLineEdit.currentPath = node.GetParameter("Weights")
             self.ui.autoUpdateCheckBox.checked = node.GetParameter("AutoUpdate") == "true"
         finally:
             self._updatingGUIFromParameterNode = False
+        if (self.ui.modelComboBox.currentData or "") != node.GetParameter("Model"):
+            self.updateParameterNodeFromGUI()  # the stored network is not offered (any more): store the one shown
         self.updateButtonStates()
+
+    def updateModelChoices(self):
+        """Offer the networks that can run: those whose weights ship, all once a weights file is chosen."""
+        combo = self.ui.modelComboBox
+        current = combo.currentData
+        wasBlocked = combo.blockSignals(True)
+        try:
+            combo.clear()
+            for name, label in self.logic.offeredNetworks(self.ui.weightsPathLineEdit.currentPath):
+                combo.addItem(label, name)
+            combo.setCurrentIndex(max(combo.findData(current), 0))
+        finally:
+            combo.blockSignals(wasBlocked)
 
     def updateParameterNodeFromGUI(self, caller=None, event=None):
         if self._parameterNode is None or self._updatingGUIFromParameterNode:
@@ -181,7 +199,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         wasModified = node.StartModify()
         node.SetNodeReferenceID("InputVolume", self.ui.inputVolumeSelector.currentNodeID)
         node.SetNodeReferenceID("OutputSegmentation", self.ui.outputSegmentationSelector.currentNodeID)
-        node.SetParameter("Model", self.ui.modelComboBox.currentData or engine.DEFAULT_NETWORK)
+        node.SetParameter("Model", self.ui.modelComboBox.currentData or "")
         node.SetParameter("Device", self.ui.deviceComboBox.currentData or "auto")
         node.SetParameter("Threshold", str(self.ui.thresholdSpinBox.value))
         node.SetParameter("Weights", self.ui.weightsPathLineEdit.currentPath)
@@ -210,7 +228,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def modelSettings(self):
         threshold = self.ui.thresholdSpinBox.value
         return {
-            "model": self.ui.modelComboBox.currentData or engine.DEFAULT_NETWORK,
+            "model": self.ui.modelComboBox.currentData or None,
             "device": self.ui.deviceComboBox.currentData or "auto",
             "threshold": threshold if threshold > self.ui.thresholdSpinBox.minimum else None,
             "weights": self.ui.weightsPathLineEdit.currentPath or None,
@@ -289,7 +307,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return
         self.status(f"Segmenting ROI '{rois[0].GetName()}'..." if automatic else "Starting...", clear=not automatic)
         try:
-            self.logic.setupPythonRequirements(askConfirmation=True)
+            self.setupDependencies()
             volume = self.ui.inputVolumeSelector.currentNode()
             sliceIndex = self.currentSliceIndex(volume)
             request = self.logic.prepare(volume, rois, sliceIndex)
@@ -309,6 +327,20 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._lastStatus = None
         self._timer.start()
         self.updateButtonStates()
+
+    def setupDependencies(self):
+        """First use: install what Slicer's Python lacks, each step in the panel with the busy bar."""
+
+        def progress(text):
+            self.status(text)
+            self.ui.applyButton.enabled = False
+            self.ui.progressBar.show()
+            slicer.app.processEvents()  # pip blocks the event loop: show the step before it starts
+
+        try:
+            self.logic.setupPythonRequirements(askConfirmation=True, progress=progress)
+        finally:
+            self.updateButtonStates()
 
     def onPollJob(self):
         job = self._job
@@ -361,7 +393,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self.status(note)
         self.status(
             f"{len(result.segment_ids)} ROI(s) -> '{segmentation.GetName()}' in {job.seconds:.1f} s "
-            f"({engine.network_label(self.modelSettings()['model'])}, {self.logic.loadedDevice()})."
+            f"({self.logic.models.describe()})."
         )
         self.updateDeviceInfo()
 
@@ -392,8 +424,6 @@ class SlicerConnectedUNetsLogic(ScriptedLoadableModuleLogic, MammogramSegmentati
     """Slicer side of the Logic: parameters, first-use dependency install, bundle location.
     Reading nodes, running the model and writing segments is ``MammogramSegmentationLogic``."""
 
-    REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "requirements.txt"
-
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.bundleError = None
@@ -405,7 +435,7 @@ class SlicerConnectedUNetsLogic(ScriptedLoadableModuleLogic, MammogramSegmentati
         self._requirementsReady = False
 
     def setDefaultParameters(self, parameterNode):
-        defaults = {"Model": engine.DEFAULT_NETWORK, "Device": "auto", "Threshold": "0.0", "Weights": "", "AutoUpdate": "false"}
+        defaults = {"Device": "auto", "Threshold": "0.0", "Weights": "", "AutoUpdate": "false"}  # Model: the widget's first offer
         for name, value in defaults.items():
             if not parameterNode.GetParameter(name):
                 parameterNode.SetParameter(name, value)
@@ -415,63 +445,19 @@ class SlicerConnectedUNetsLogic(ScriptedLoadableModuleLogic, MammogramSegmentati
             raise InputError(self.bundleError)
         return MammogramSegmentationLogic.segmenter(self, *args, **kwargs)
 
-    def loadedDevice(self):
-        segmenter = self.models.current
-        return "not loaded" if segmenter is None else str(segmenter.device)
+    def offeredNetworks(self, weights=""):
+        """(name, display name) of the networks the panel offers; none without a bundle."""
+        return [] if self.bundleError else engine.offered_networks(self.models.bundle_dir, weights or None)
 
-    def setupPythonRequirements(self, askConfirmation=True):
-        """torch through the PyTorch extension, the rest with pip after asking; InputError with a
-        clear message when something is missing and cannot be installed (offline, cancelled)."""
+    def setupPythonRequirements(self, askConfirmation=True, progress=logging.info):
+        """torch through the PyTorch extension, the rest with pip, after asking (``dependencies``);
+        InputError with a clear message when something is missing and cannot be installed."""
         if self._requirementsReady:
             return
         if self.bundleError:
             raise InputError(self.bundleError)
         ask = askConfirmation and not slicer.app.commandOptions().testingEnabled
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError as err:
-            raise InputError(
-                "This module needs the 'PyTorch' extension: install it in the Extensions Manager, restart Slicer, try again"
-            ) from err
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            if ask and not slicer.util.confirmOkCancelDisplay(
-                "Connected-UNets needs PyTorch. Install it now? (a download of up to a few GB; the build that fits "
-                "your GPU driver is chosen automatically, or the CPU build when there is no NVIDIA GPU)",
-                "Install PyTorch",
-            ):
-                raise InputError("PyTorch is not installed: the installation was cancelled")
-            try:
-                with slicer.util.WaitCursor():
-                    torch = torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=engine.TORCH_REQUIREMENT)
-            except Exception as err:  # noqa: BLE001 - pip / network errors
-                raise InputError(engine.offline_message("PyTorch", err)) from err
-            if torch is None:
-                raise InputError("PyTorch is not installed: the installation was cancelled")
-        missing = engine.missing_requirements(
-            [f"torch{engine.TORCH_REQUIREMENT}"] + engine.read_requirements(self.REQUIREMENTS_FILE)
-        )
-        if any(line.startswith("torch") for line in missing):
-            import torch
-
-            raise InputError(
-                f"PyTorch {torch.__version__} is too old (need torch{engine.TORCH_REQUIREMENT}): "
-                "uninstall and reinstall it in the 'PyTorch Util' module, restart Slicer"
-            )
-        if missing:
-            if ask and not slicer.util.confirmOkCancelDisplay(
-                "Connected-UNets needs these Python packages in Slicer's Python:\n\n"
-                + "\n".join(missing)
-                + "\n\nInstall them now (pip, from the internet)?",
-                "Install Python packages",
-            ):
-                raise InputError("Python packages missing: " + ", ".join(missing) + " (the installation was cancelled)")
-            try:
-                with slicer.util.WaitCursor():
-                    slicer.util.pip_install(missing)
-            except Exception as err:  # noqa: BLE001 - pip / network errors
-                raise InputError(engine.offline_message("the Python packages", err, self.REQUIREMENTS_FILE)) from err
-        engine.use_bundle_package(self.models.bundle_dir)
+        dependencies.ensure_installed(confirm=slicer.util.confirmOkCancelDisplay if ask else None, progress=progress)
         self._requirementsReady = True
 
 
@@ -490,10 +476,12 @@ class SlicerConnectedUNetsTest(ScriptedLoadableModuleTest):
 
     def test_SegmentSampleMammogram(self):
         """Load a shipped sample mammogram, put ROIs on its lesion boxes, segment, and check that each
-        segment is exactly Segmenter.segment's mask for that box on the same pixel array."""
+        segment is exactly Segmenter.segment's mask for that box on the same pixel array, tagged "Mass"."""
         self.delayDisplay("Setting up dependencies")
         logic = SlicerConnectedUNetsLogic()
         logic.setupPythonRequirements(askConfirmation=False)
+        from connected_unets.bundle import DEFAULT_NETWORK, shipped_networks
+
         bundle = logic.models.bundle_dir
         samples = json.loads((bundle / "sample_data" / "samples.json").read_text())
         item = next(s for s in samples if len(s["boxes"]) == 2)
@@ -511,13 +499,13 @@ class SlicerConnectedUNetsTest(ScriptedLoadableModuleTest):
 
         with tempfile.TemporaryDirectory() as tmp:
             weights = None
-            if not (bundle / "models" / "model.pt").is_file():  # no trained weights yet: test the path
+            if DEFAULT_NETWORK not in shipped_networks(bundle):  # no trained weights yet: test the path
                 import torch
                 from connected_unets.networks import get_network
 
                 torch.manual_seed(0)
                 weights = os.path.join(tmp, "random.pt")
-                torch.save(get_network(engine.DEFAULT_NETWORK, in_channels=3).state_dict(), weights)
+                torch.save(get_network(DEFAULT_NETWORK, in_channels=3).state_dict(), weights)
             self.delayDisplay("Segmenting")
             result = logic.process(volume, rois, device="auto", weights=weights)
             segmenter = logic.segmenter(device="auto", weights=weights)
@@ -531,4 +519,5 @@ class SlicerConnectedUNetsTest(ScriptedLoadableModuleTest):
             expected = segmenter.segment(image, [box], source="self-test")
             got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentID, volume)[0]
             self.assertTrue(np.array_equal(got > 0, expected > 0), f"segment {segmentID} differs from Segmenter.segment")
+            self.assertEqual(segmentation.GetSegmentation().GetSegment(segmentID).GetTerminology(), MASS_TERMINOLOGY)
         self.delayDisplay("Test passed")

@@ -89,11 +89,23 @@ def test_module_file_has_the_four_classes():
 
 
 def test_lib_imports_no_gui():
-    """The Lib must import in slicer-core (no qt, ctk, slicer.util GUI, slicer.app)."""
+    """The Lib must import in slicer-core (no qt, ctk, slicer.util GUI, slicer.app); only an install
+    in ``dependencies`` reaches ``slicer.util``, when it runs inside Slicer."""
     for path in (MODULE_DIR / "SlicerConnectedUNetsLib").glob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+(qt|ctk|slicer\.util|slicer\.ScriptedLoadableModule)\b", text, re.M), path
         assert "slicer.app" not in text and "slicer.mrmlScene" not in text, path
+
+
+def test_install_code_and_network_list_live_in_one_place_each():
+    """Installing is ``dependencies``' job; the networks are the bundle catalogue's
+    (``connected_unets.bundle``): neither the module file nor the rest of the Lib repeats them."""
+    lib = MODULE_DIR / "SlicerConnectedUNetsLib"
+    for path in (MODULE_PY, lib / "engine.py", lib / "mrml_logic.py"):
+        text = path.read_text()
+        for word in ("pip_install", "PyTorchUtils", "importlib.metadata", "requirements.txt", '"unet"', '"connected_resunets"'):
+            assert word not in text, (path.name, word)
+    assert "dependencies.ensure_installed(" in MODULE_PY.read_text()
 
 
 def cmake_list(text: str, variable: str) -> list[str]:

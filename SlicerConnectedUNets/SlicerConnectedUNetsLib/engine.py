@@ -1,38 +1,24 @@
 """The model side of the Slicer module, free of Slicer, Qt and VTK.
 
-Where the bundle is, which Python packages it needs, one cached ``Segmenter`` (the model stays in
-memory between runs, so a new ROI costs one forward pass), one mask per ROI from a single batch,
-and a background job that keeps the GUI responsive. ``torch`` and ``connected_unets`` are imported
-only when a model is needed, after the dependencies are installed.
+Where the bundle is, its catalogue of networks (``connected_unets.bundle``), one cached
+``Segmenter`` (the model stays in memory between runs, so a new ROI costs one forward pass), and a
+background job that keeps the GUI responsive. The catalogue imports neither torch nor MONAI, so the
+panel lists networks before the dependencies are installed (``dependencies``); ``torch`` and the
+rest of ``connected_unets`` are imported only when a model is needed.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-#: The six networks of the bundle (``connected_unets.networks.NETWORKS``), in the panel's order.
-NETWORKS: tuple[tuple[str, str], ...] = (
-    ("unet", "UNet"),
-    ("aunet", "AUNet"),
-    ("resunet", "ResUNet"),
-    ("connected_unets", "Connected-UNets"),
-    ("connected_aunets", "Connected-AUNets"),
-    ("connected_resunets", "Connected-ResUNets"),
-)
-DEFAULT_NETWORK = "connected_resunets"
 #: Device choices of the panel: ``auto`` = the first CUDA GPU when there is one, else the CPU.
 DEVICES: tuple[tuple[str, str], ...] = (("auto", "auto"), ("cuda", "GPU (CUDA)"), ("cpu", "CPU"))
-#: monai 1.6.1 needs torch >= 2.8; PyTorchUtils installs the newest build that fits the driver.
-TORCH_REQUIREMENT = ">=2.8"
-#: Environment variable naming a bundle directory that overrides the shipped one.
-BUNDLE_ENV = "CONNECTED_UNETS_BUNDLE"
 #: Name of the bundle copy that the extension build installs next to the module.
 BUNDLE_DIRNAME = "ConnectedUNetsBundle"
 
@@ -49,31 +35,19 @@ def one_line(err: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Bundle and dependencies
+# Bundle and its catalogue
 
 
-def candidate_bundles(module_dir: str | Path, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Where the bundle may be, in order: ``$CONNECTED_UNETS_BUNDLE``, the copy installed with the
-    extension (``<module>/ConnectedUNetsBundle``), the source checkout (``<module>/../monai_bundle``)."""
-    environ = os.environ if environ is None else environ
+def module_bundles(module_dir: str | Path) -> list[Path]:
+    """Where the bundle that carries the module's code may be, in order: the copy installed with
+    the extension (``<module>/ConnectedUNetsBundle``), the source checkout (``<module>/../monai_bundle``)."""
     module_dir = Path(module_dir)
-    candidates = [Path(environ[BUNDLE_ENV])] if environ.get(BUNDLE_ENV) else []
-    return candidates + [module_dir / BUNDLE_DIRNAME, module_dir.parent / "monai_bundle"]
-
-
-def find_bundle(module_dir: str | Path, environ: Mapping[str, str] | None = None) -> Path:
-    """The first candidate that holds ``configs/inference.yaml``; InputError naming all tried."""
-    candidates = candidate_bundles(module_dir, environ)
-    for candidate in candidates:
-        if (candidate / "configs" / "inference.yaml").is_file():
-            return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    raise InputError(f"Connected-UNets bundle not found (looked in {tried}); set {BUNDLE_ENV} to the monai_bundle folder")
+    return [module_dir / BUNDLE_DIRNAME, module_dir.parent / "monai_bundle"]
 
 
 def use_bundle_package(bundle_dir: str | Path) -> None:
     """Make ``import connected_unets`` load the bundle's own package, as MONAI bundles put their
-    code on ``sys.path``; a package that is already imported (or pip-installed) is left alone."""
+    code on ``sys.path``; a package that is already imported is left alone."""
     if "connected_unets" in sys.modules:
         return
     bundle = str(Path(bundle_dir))
@@ -81,45 +55,42 @@ def use_bundle_package(bundle_dir: str | Path) -> None:
         sys.path.insert(0, bundle)
 
 
-def read_requirements(path: str | Path) -> list[str]:
-    """Requirement lines of a requirements.txt (comments and blank lines dropped)."""
-    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
-    return [line for line in lines if line]
+def catalogue(bundle_dir: str | Path | None = None) -> ModuleType:
+    """``connected_unets.bundle``, the one list of networks and weights files (no torch import),
+    from ``bundle_dir``'s own package when none is imported yet."""
+    if bundle_dir is not None:
+        use_bundle_package(bundle_dir)
+    from connected_unets import bundle
+
+    return bundle
 
 
-def _requirement_parser() -> Any:
+def find_bundle(module_dir: str | Path) -> Path:
+    """The bundle the module runs: the package comes from the first of :func:`module_bundles`
+    that holds one, then the catalogue picks the folder (``$CONNECTED_UNETS_BUNDLE`` when set, else
+    the bundle the package sits in). InputError saying where it looked."""
+    candidates = module_bundles(module_dir)
+    for candidate in candidates:
+        if (candidate / "connected_unets" / "__init__.py").is_file():
+            use_bundle_package(candidate)
+            break
     try:
-        from packaging.requirements import Requirement
-    except ImportError:  # pragma: no cover - Slicer's Python has packaging through pip at least
-        from pip._vendor.packaging.requirements import Requirement
-    return Requirement
+        return catalogue().bundle_dir()
+    except ImportError as err:
+        tried = ", ".join(str(c) for c in candidates)
+        raise InputError(f"Connected-UNets bundle not found (looked in {tried}): reinstall the extension") from err
+    except FileNotFoundError as err:
+        raise InputError(one_line(err)) from err
 
 
-def missing_requirements(requirements: Sequence[str]) -> list[str]:
-    """The requirements that are not installed, or installed in a version outside their specifier."""
-    parse = _requirement_parser()
-    missing = []
-    for line in requirements:
-        requirement = parse(line)
-        try:
-            version = importlib.metadata.version(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(line)
-            continue
-        if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
-            missing.append(line)
-    return missing
-
-
-def offline_message(what: str, err: BaseException, requirements_file: str | Path | None = None) -> str:
-    """The panel's message when an install failed, most often because the computer is offline."""
-    hint = (
-        f"on a computer with internet, run 'PythonSlicer -m pip download -d wheels -r {requirements_file}', "
-        f"copy the wheels folder here and run 'PythonSlicer -m pip install --no-index --find-links wheels -r {requirements_file}'"
-        if requirements_file
-        else "install it on a computer with internet access, or copy the packages into Slicer's Python"
-    )
-    return f"Could not install {what} ({one_line(err)}). Offline? {hint}; see the module README (offline use)."
+def offered_networks(bundle_dir: str | Path | None = None, weights: str | Path | None = None) -> list[tuple[str, str]]:
+    """(name, display name) of the networks the panel offers, the default first: those whose
+    weights the bundle ships, as the others cannot run without a weights file; all of them once a
+    weights file is chosen (it supplies the weights) or when none ships (a run then says what is missing)."""
+    networks = catalogue(bundle_dir)
+    names = [] if weights else list(networks.shipped_networks(bundle_dir))
+    names = names or sorted(networks.NETWORKS, key=lambda name: name != networks.DEFAULT_NETWORK)
+    return [(name, networks.display_name(name)) for name in names]
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +109,8 @@ def describe_devices() -> tuple[bool, str]:
 
 class ModelCache:
     """One loaded ``Segmenter`` kept in memory; reloaded only when model, device, threshold,
-    weights or bundle change. A lock lets one job at a time use it."""
+    weights or bundle change. A lock lets one job at a time use it. ``model=None`` is the
+    bundle's default network."""
 
     def __init__(self, bundle_dir: str | Path | None = None) -> None:
         self.bundle_dir = None if bundle_dir is None else Path(bundle_dir)
@@ -146,23 +118,24 @@ class ModelCache:
         self._key: tuple | None = None
         self._segmenter: Any = None
 
-    def is_loaded(self, model: str = DEFAULT_NETWORK, device: str = "auto", threshold: float | None = None, weights: str | Path | None = None) -> bool:
+    def is_loaded(self, model: str | None = None, device: str = "auto", threshold: float | None = None, weights: str | Path | None = None) -> bool:
         return self._segmenter is not None and self._key == self._make_key(model, device, threshold, weights)
 
-    def _make_key(self, model: str, device: str, threshold: float | None, weights: str | Path | None) -> tuple:
+    def _make_key(self, model: str | None, device: str, threshold: float | None, weights: str | Path | None) -> tuple:
+        model = model or catalogue(self.bundle_dir).DEFAULT_NETWORK
         return (model, device, None if threshold is None else float(threshold), None if not weights else str(weights), str(self.bundle_dir))
 
-    def get(self, model: str = DEFAULT_NETWORK, device: str = "auto", threshold: float | None = None, weights: str | Path | None = None) -> Any:
+    def get(self, model: str | None = None, device: str = "auto", threshold: float | None = None, weights: str | Path | None = None) -> Any:
         """The Segmenter for these settings, loaded on first use. InputError with a one-line
         message for missing weights, a wrong weights file, an unknown network or a missing GPU."""
-        if model not in dict(NETWORKS):
-            raise InputError(f"unknown network {model!r}; choose one of {', '.join(dict(NETWORKS))}")
+        networks = catalogue(self.bundle_dir).NETWORKS
+        if model is not None and model not in networks:
+            raise InputError(f"unknown network {model!r}; choose one of {', '.join(networks)}")
         key = self._make_key(model, device, threshold, weights)
+        model = key[0]
         with self.lock:
             if self._segmenter is not None and self._key == key:
                 return self._segmenter
-            if self.bundle_dir is not None:
-                use_bundle_package(self.bundle_dir)
             from connected_unets.inference import Segmenter
 
             self._segmenter, self._key = None, None  # free the previous model before loading
@@ -187,9 +160,11 @@ class ModelCache:
         """The loaded Segmenter, or None."""
         return self._segmenter
 
-    def clear(self) -> None:
-        with self.lock:
-            self._segmenter, self._key = None, None
+    def describe(self) -> str:
+        """What ran, for the panel's last line: ``Connected-ResUNets on cpu``."""
+        if self._segmenter is None or self._key is None:
+            return "no model loaded"
+        return f"{catalogue(self.bundle_dir).display_name(self._key[0])} on {self._segmenter.device}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +235,3 @@ class BackgroundJob:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
-
-
-def network_label(name: str) -> str:
-    return dict(NETWORKS).get(name, name)
