@@ -124,8 +124,8 @@ def test_shipped_weights_give_identical_masks_on_the_sample_rois(name):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_monai_bundle_inference_runs_the_fast_copy_only_when_asked(fast, tmp_path):
-    """inference.yaml's evaluator swaps in the fast copy after loading the weights (key ``fast``),
-    and its masks are the Segmenter's: the bundle and the front doors run the same network."""
+    """inference.yaml's segmenter runs the fast copy only with ``fast: true``, and the masks that
+    ``monai.bundle run`` writes are the Python API's: the bundle and the front doors run one Segmenter."""
     item = next(s for s in SAMPLES if "P304" in s["image"])
     image_path = BUNDLE / "sample_data" / item["image"]
     parser = open_config(["inference.yaml"], BUNDLE)
@@ -134,8 +134,7 @@ def test_monai_bundle_inference_runs_the_fast_copy_only_when_asked(fast, tmp_pat
         "output_dir": str(tmp_path), "datalist": [{"image": str(image_path), "boxes": item["boxes"]}],
     })  # fmt: skip
     parser.get_parsed_content("run")
-    evaluator = parser.get_parsed_content("evaluator")
-    assert isinstance(evaluator.network, FastNetwork) is fast
+    assert isinstance(parser.get_parsed_content("segmenter").network, FastNetwork) is fast
     written = load_mask(tmp_path / f"{image_path.stem}_mask.png")
     segmenter = Segmenter.from_bundle(model="unet", device="cpu", fast=fast)
     np.testing.assert_array_equal(written, segmenter.segment(load_image(image_path).array, item["boxes"]).astype(bool))

@@ -145,7 +145,8 @@ def test_the_way_back_puts_each_roi_where_it_came_from():
     data = preprocessing({"image": image, "boxes": sample["boxes"]})
     as_image = preprocessing({"image": reference.astype(np.float32), "boxes": sample["boxes"]})
     roi_masks = (as_image["image"][:, :1] > 0.5).float()  # (N, 1, 256, 256) after histogram equalisation
-    data["pred"] = (roi_masks - 0.5) * 20.0  # confident logits
-    mask = parser.get_parsed_content("postprocessing")(data)["pred"][0].numpy()
+    restore = parser.get_parsed_content("roi_postprocessing")
+    pasted = [restore({"pred": roi, "roi_box": box, "image_size": data["image_size"]})["pred"][0].numpy() for roi, box in zip(roi_masks, data["roi_box"])]
+    mask = np.maximum.reduce(pasted)
     assert mask.shape == reference.shape
     assert dice(mask, reference) > 0.97

@@ -31,6 +31,8 @@ __all__ = [
     "network_names",
     "open_config",
     "open_workflow",
+    "parsed",
+    "user_error",
     "resolve_device",
     "shipped_networks",
     "weights_file",
@@ -195,4 +197,27 @@ def open_workflow(
         )
     finally:
         quiet.setLevel(level)
+
+
+def user_error(err: BaseException) -> BaseException:
+    """The user's mistake behind a config-system error: MONAI wraps what a config expression or
+    component raises in RuntimeError("Failed to instantiate ..."); the cause is what to report."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, (ValueError, OSError)):
+            return cause
+        cause = cause.__cause__
+    return err
+
+
+def parsed(parser: Any, key: str) -> Any:
+    """``parser.get_parsed_content(key)``, re-raising a one-line ValueError/OSError of ours that the
+    config system wrapped (e.g. a weights file of another network) as itself."""
+    try:
+        return parser.get_parsed_content(key)
+    except RuntimeError as err:
+        cause = user_error(err)
+        if cause is err:
+            raise
+        raise cause from None
 

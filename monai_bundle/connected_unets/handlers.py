@@ -2,8 +2,8 @@
 
 Training: checkpoints that survive interruption (MONAI's ``CheckpointSaver`` writes in place, so a
 kill during a save can leave a truncated ``model.pt``; these write a temporary file and rename it),
-a best model that remembers its score, a learning curve continued on resume. Inference: the swap to
-the checked fast network. Evaluation: the report writer.
+a best model that remembers its score, a learning curve continued on resume. Evaluation: the
+report writer.
 """
 
 from __future__ import annotations
@@ -188,25 +188,6 @@ class TrainingLog:
 def resume_file(path: str | Path) -> bool:
     """True when ``path`` holds a training state to resume from (for the configs' ``_disabled_``)."""
     return os.path.isfile(path)
-
-
-class FastInferenceHandler:
-    """Swap an evaluator's network for its fast copy (:func:`connected_unets.fast.fast_if_equivalent`)
-    once the weights are loaded, so ``monai.bundle run`` with inference.yaml runs what the Segmenter runs.
-
-    List it after the ``CheckpointLoader`` in the handlers: both run on ``Events.STARTED`` in order."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = bool(enabled)
-
-    def attach(self, engine: Any) -> None:
-        if self.enabled:
-            engine.add_event_handler(Events.STARTED, self)
-
-    def __call__(self, engine: Any) -> None:
-        from .fast import fast_if_equivalent
-
-        engine.network = fast_if_equivalent(engine.network, engine.state.device)
 
 
 class EvaluationReport:

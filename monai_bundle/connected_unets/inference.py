@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from monai.inferers import Inferer
 
-from .bundle import DEFAULT_NETWORK, display_name, open_config, resolve_device, shipped_networks, weights_file
+from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_networks, weights_file
 from .fast import fast_if_equivalent
 from .precision import resolve_precision
 from .roi import mask_box, validate_box
@@ -150,35 +150,12 @@ class Segmenter:
         if unknown:
             raise ValueError(f"unknown inference option(s) {', '.join(sorted(unknown))}; known: {', '.join(TEST_TIME_KEYS)}")
         torch_device = resolve_device(device)
-        overrides: dict[str, Any] = {"network_name": model, "device": torch_device, **options}
+        overrides: dict[str, Any] = {"network_name": model, "device": torch_device, "model_file": str(weights), "fast": fast, **options}
         if threshold is not None:
             if not 0.0 < float(threshold) < 1.0:
                 raise ValueError(f"threshold {threshold}: a probability threshold must lie strictly between 0 and 1")
             overrides["threshold"] = float(threshold)
-        parser = open_config(["inference.yaml"], bundle_dir, overrides)
-        network = parser.get_parsed_content("network_def")
-        load_weights(network, weights)
-        if fast:
-            network = fast_if_equivalent(network, torch_device)
-        requested = str(parser.get_parsed_content("precision"))
-        precision = resolve_precision(requested, torch_device)
-        if requested == "auto" and precision == "bf16" and not bf16_verified(weights):
-            logger.info("%s: no record that bf16 masks match fp32 for these weights; inference runs in fp32", weights)
-            precision = "fp32"
-        tta = parser.get_parsed_content("tta")
-        return cls(
-            network=network,
-            preprocessing=parser.get_parsed_content("preprocessing"),
-            inferer=parser.get_parsed_content("inferer"),
-            roi_postprocessing=parser.get_parsed_content("roi_postprocessing"),
-            device=torch_device,
-            amp=bool(parser.get_parsed_content("amp")),
-            roi_mask=parser.get_parsed_content("roi_mask"),
-            threshold=float(parser.get_parsed_content("threshold")),
-            tta_views=int(tta) if not isinstance(tta, bool) else (len(VIEWS) if tta else 1),
-            refine_rounds=int(parser.get_parsed_content("refine_rounds")),
-            precision=precision,
-        )
+        return parsed(open_config(["inference.yaml"], bundle_dir, overrides), "segmenter")
 
     def segment(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> np.ndarray:
         """Mask (uint8, 0 background / 1 mass) of ``image``'s shape for the masses in ``boxes``:
@@ -247,6 +224,96 @@ class Segmenter:
         if self.roi_mask is None:
             return prob >= self.threshold
         return torch.as_tensor(self.roi_mask({"pred": prob})["pred"]).bool()
+
+
+def build_segmenter(
+    network: torch.nn.Module,
+    weights: str | Path,
+    preprocessing: Callable[[dict], dict],
+    inferer: Callable[..., torch.Tensor],
+    roi_postprocessing: Callable[[dict], dict],
+    roi_mask: Callable[[dict], dict],
+    device: torch.device,
+    threshold: float = 0.5,
+    fast: bool = True,
+    amp: bool = False,
+    precision: str = "auto",
+    tta: bool | int = False,
+    refine_rounds: int = 0,
+) -> Segmenter:
+    """The Segmenter of inference.yaml's parts (its ``segmenter`` entry): loads ``weights`` into
+    ``network`` (one-line errors), swaps in the checked fast copy when ``fast``, and runs bf16 where
+    ``precision`` allows it (``auto``: only with the weights' bf16 record, :func:`bf16_verified`)."""
+    load_weights(network, weights)
+    if fast:
+        network = fast_if_equivalent(network, device)
+    resolved = resolve_precision(str(precision), device)
+    if str(precision) == "auto" and resolved == "bf16" and not bf16_verified(weights):
+        logger.info("%s: no record that bf16 masks match fp32 for these weights; inference runs in fp32", weights)
+        resolved = "fp32"
+    if isinstance(tta, bool):
+        views = len(VIEWS) if tta else 1
+    else:
+        views = int(tta)
+    return Segmenter(
+        network=network, preprocessing=preprocessing, inferer=inferer, roi_postprocessing=roi_postprocessing, device=device,
+        amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, precision=resolved,
+    )  # fmt: skip
+
+
+def mask_names(images: Sequence[str | Path], suffix: str = "_mask.png") -> list[str]:
+    """One output file name per input image, never the same twice: ``<stem><suffix>``; inputs that
+    share a stem get their folder's name in front, and whatever still clashes a number."""
+    paths = [Path(str(p)) for p in images]
+    stems = [p.stem.lower() for p in paths]  # case-insensitive: some file systems are
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        base = path.stem if stems.count(path.stem.lower()) == 1 or not path.parent.name else f"{path.parent.name}_{path.stem}"
+        name, number = base, 1
+        while name.lower() in used:
+            name, number = f"{base}_{number}", number + 1
+        used.add(name.lower())
+        names.append(name + suffix)
+    return names
+
+
+def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Any]:
+    """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``; no boxes = the whole
+    image is one ROI) into ``output_dir``: a mask PNG and a per-ROI JSON per image. A bad item is
+    logged in one line and skipped, the others are written; ``inference_summary.json`` lists both.
+    This is what ``monai.bundle run`` with inference.yaml runs."""
+    from .io import ImageReadError, atomic_output, load_image, save_mask
+
+    output_dir = Path(output_dir)
+    images = [str(item.get("image", "")) for item in datalist]
+    written, skipped = [], []
+    for item, name in zip(datalist, mask_names(images)):
+        source = str(item.get("image", ""))
+        target = output_dir / name
+        try:
+            if Path(source).resolve() == target.resolve():
+                raise ValueError(f"{source}: the mask would overwrite the input image; choose another output folder")
+            image = load_image(source)
+            boxes = item.get("boxes") or [[0, 0, image.array.shape[1], image.array.shape[0]]]
+            results = segmenter.segment_rois(image.array, boxes, source=source)
+            mask = np.maximum.reduce([r.mask for r in results])
+            save_mask(mask, target)
+            rois = [{"box": list(r.box), "found": r.found, "confidence": round(r.confidence, 4), "area_px": r.area, "reason": r.reason} for r in results]
+            with atomic_output(target.with_name(target.name.replace(".png", "_rois.json"))) as tmp:
+                tmp.write_text(json.dumps({"image": source, "rois": rois}, indent=1) + "\n")
+            written.append({"image": source, "mask": str(target), "rois": len(results), "found": sum(r.found for r in results)})
+            logger.info("%s: %d mass pixels in %d ROI(s) -> %s", source, int(mask.sum()), len(results), target)
+        except (ImageReadError, ValueError, OSError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            logger.error("skipped %s", message)
+            skipped.append({"image": source, "reason": message})
+    summary = {"written": written, "skipped": skipped}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(output_dir / "inference_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    logger.info("%d image(s) segmented, %d skipped%s", len(written), len(skipped), "".join(f"\n  skipped {s['reason']}" for s in skipped))
+    return summary
 
 
 def _checked_image(image: np.ndarray, source: str) -> np.ndarray:

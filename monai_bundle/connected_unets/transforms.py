@@ -8,9 +8,7 @@ probability map is resized back to the crop and pasted into a full-size mask.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +18,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from skimage import exposure
 
-from .io import load_image, load_mask, save_mask
+from .io import load_image, load_mask
 from .roi import MarginRule, expand_box, mask_box, paste, validate_box
-
-logger = logging.getLogger(__name__)
 
 
 def _as_chw(value: Any) -> torch.Tensor:
@@ -274,42 +270,4 @@ class ExtractROIsd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = torch.stack([torch.as_tensor(roi[key]) for roi in rois])
         d["roi_box"] = torch.as_tensor([roi["roi_box"] for roi in rois])
-        return d
-
-
-class PasteROIsd(MapTransform):
-    """Undo :class:`ExtractROIsd`: post-process each ROI prediction of an (N, 1, h, w) stack with the
-    per-ROI ``transform`` (resize back, threshold, largest component, paste) and take the union."""
-
-    def __init__(self, keys: KeysCollection, transform: Any) -> None:
-        super().__init__(keys)
-        self.transform = transform
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            stack = torch.as_tensor(d[key])
-            union = None
-            for roi_pred, roi_box in zip(stack, d["roi_box"]):
-                pasted = self.transform({key: roi_pred, "roi_box": roi_box, "image_size": d["image_size"]})[key]
-                union = pasted if union is None else torch.maximum(union, pasted)
-            d[key] = union
-        return d
-
-
-class SaveMaskd(MapTransform):
-    """Write a full-size (1, H, W) mask as ``<image stem>_mask.png`` (values 0/255), atomically."""
-
-    def __init__(self, keys: KeysCollection, output_dir: str | Path, suffix: str = "_mask.png") -> None:
-        super().__init__(keys)
-        self.output_dir = Path(output_dir)
-        self.suffix = suffix
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        stem = Path(str(d.get("image_path", "image"))).stem
-        for key in self.key_iterator(d):
-            mask = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].astype(np.uint8)
-            path = save_mask(mask, self.output_dir / f"{stem}{self.suffix}")
-            logger.info("wrote %s", path)
         return d
