@@ -83,10 +83,12 @@ def bundle_dir(path: str | Path | None = None) -> Path:
         if not _is_bundle(candidate):
             raise FileNotFoundError(f"{candidate}: not a Connected-UNets bundle (no configs/inference.yaml)")
         return candidate.resolve()
-    tried = []
-    if os.environ.get(BUNDLE_ENV):
-        tried.append(Path(os.environ[BUNDLE_ENV]))
-    tried.append(Path(__file__).resolve().parents[1])
+    if os.environ.get(BUNDLE_ENV):  # asked for by name: no silent fall-back to another bundle
+        named = Path(os.environ[BUNDLE_ENV])
+        if not _is_bundle(named):
+            raise FileNotFoundError(f"{named}: ${BUNDLE_ENV} names no Connected-UNets bundle (no configs/inference.yaml)")
+        return named.resolve()
+    tried = [Path(__file__).resolve().parents[1]]
     spec = importlib.util.find_spec(DATA_PACKAGE)
     if spec is not None and spec.submodule_search_locations:
         tried += [Path(p) for p in spec.submodule_search_locations]
