@@ -1,6 +1,7 @@
 """Specification of the six networks: the authors' Keras models, ported to PyTorch.
 
-Parameter counts are the ones Keras reports for the authors' code (shared/research/param_counts.md);
+Parameter counts are the ones Keras reports for the authors' code (GitHub
+AsmaBaccouche/Connected-Unets-and-more, get_unet ... get_rwnet; table in docs/architecture.md);
 layers, init and BatchNorm follow Keras; every network returns logits and checks its input size.
 """
 
@@ -30,7 +31,7 @@ NAMES = list(NETWORKS)
 BASELINES = [name for name in NAMES if name not in CONNECTED]
 TINY = (8, 16, 32, 64)  # same depth (divisor 16) as the default (32, 64, 128, 256), far fewer weights
 
-# Keras counts of the authors' models (shared/research/param_counts.md):
+# Keras counts of the authors' model functions (the parameter table of docs/architecture.md):
 # name -> (3-ch trainable, 3-ch non-trainable, 1-ch trainable, 1-ch non-trainable).
 # Non-trainable = BN moving mean + variance = running_mean + running_var here.
 KERAS_COUNTS = {

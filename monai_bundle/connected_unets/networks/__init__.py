@@ -1,4 +1,9 @@
-"""The six networks of the paper, faithful to the authors' Keras code, and a name -> class registry."""
+"""The six networks of the paper, faithful to the authors' Keras code, and a name -> class registry.
+
+Baccouche et al., npj Breast Cancer 7, 151 (2021); the authors' code is GitHub
+``AsmaBaccouche/Connected-Unets-and-more``. What each network is made of, the authors' function
+behind each class and the parameter counts: ``docs/architecture.md``.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,13 @@
 """Building blocks shared by all six networks, written once.
 
-Every block follows the authors' Keras code (``shared/research/original.md`` §1): convolutions
-carry a bias, the "conv unit" is Conv3x3 -> ReLU -> BatchNorm, BatchNorm uses the Keras defaults
-(eps 1e-3, momentum 0.99, i.e. PyTorch momentum 0.01) and weights get the Keras initialisers.
+Every block follows the authors' Keras code (GitHub ``AsmaBaccouche/Connected-Unets-and-more``, the
+model scripts such as ``Connected_Residual_Unets_segmentation.py`` and their helpers ``aspp_block``,
+``resnet_block``, ``squeeze_excite_block``, ``UnetGatingSignal`` and ``AttnGatingBlock``; layer by
+layer in ``docs/architecture.md``): convolutions carry a bias, the "conv unit" is
+Conv3x3 -> ReLU -> BatchNorm, BatchNorm uses the Keras defaults (eps 1e-3, momentum 0.99, i.e.
+PyTorch momentum 0.01) and weights get the Keras initialisers (:func:`keras_init`).
+
+All blocks work on 2-D feature maps (B, C, H, W) and keep H and W unless said otherwise.
 """
 
 from __future__ import annotations
@@ -27,7 +32,19 @@ def conv3x3(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Conv2d
 
 
 class ConvUnit(nn.Sequential):
-    """Conv3x3 -> ReLU -> BN (the authors' order), or Conv3x3 -> ReLU without BN."""
+    """Conv3x3 -> ReLU -> BN (the authors' order), or Conv3x3 -> ReLU without BN.
+
+    In the authors' code: ``Conv2D(f, (3, 3), activation='relu', padding='same')`` followed by
+    ``BatchNormalization()``.
+
+    Args:
+        in_channels: number of input channels.
+        out_channels: number of output channels (filters of the 3x3 convolution).
+        batch_norm_after: append a BatchNorm (Keras defaults) after the ReLU. Defaults to True;
+            False gives the AUNet baseline's units and the Connected models' link convolutions.
+
+    Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W), any H and W.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, batch_norm_after: bool = True) -> None:
         layers: list[nn.Module] = [conv3x3(in_channels, out_channels), nn.ReLU(inplace=True)]
@@ -37,7 +54,20 @@ class ConvUnit(nn.Sequential):
 
 
 class ConvBlock(nn.Sequential):
-    """Two conv units: the U-Net level block."""
+    """Two conv units: the U-Net level block (:class:`ConvUnit` twice, the second one out -> out).
+
+    Args:
+        in_channels: number of input channels.
+        out_channels: number of output channels of both units.
+        batch_norm_after: BatchNorm after each ReLU. Defaults to True.
+
+    Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W), any H and W.
+
+    Example::
+
+        >>> ConvBlock(3, 32)(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 32, 64, 64])
+    """
 
     def __init__(self, in_channels: int, out_channels: int, batch_norm_after: bool = True) -> None:
         super().__init__(
@@ -57,10 +87,25 @@ def conv_block_no_bn(in_channels: int, out_channels: int) -> nn.Module:
 
 
 class ASPP(nn.Module):
-    """ResUNet++'s ``aspp_block`` as the authors used it.
+    """ResUNet++'s ``aspp_block`` as the authors used it (``aspp_block`` in their Connected scripts).
 
     Four parallel 3x3 branches (dilation 6, 12, 18 and 1), each Conv (linear, bias) -> BN, *summed*
-    (not concatenated), then a linear 1x1 convolution. No ReLU and no image-pooling branch.
+    (not concatenated), then a linear 1x1 convolution. No ReLU and no image-pooling branch, so it
+    is not DeepLab's ASPP (nor MONAI's ``SimpleASPP``).
+
+    Args:
+        in_channels: number of input channels.
+        out_channels: number of output channels of every branch and of the 1x1 projection.
+        rates: dilation of each branch, one branch per entry. Defaults to ``(6, 12, 18, 1)``, the
+            authors' ``aspp_block`` with ``rate_scale=1``.
+
+    Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W), any H and W (each branch pads by
+    its dilation; at a 16x16 bottleneck the 12- and 18-dilated taps mostly read zero padding).
+
+    Example::
+
+        >>> ASPP(256, 512)(torch.rand(2, 256, 16, 16)).shape
+        torch.Size([2, 512, 16, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, rates: Sequence[int] = (6, 12, 18, 1)) -> None:
@@ -85,7 +130,18 @@ def aspp(in_channels: int, out_channels: int) -> nn.Module:
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation (ResUNet++): GAP -> Dense(C/8, ReLU) -> Dense(C, sigmoid) -> scale; no biases."""
+    """Squeeze-and-excitation (ResUNet++): GAP -> Dense(C/8, ReLU) -> Dense(C, sigmoid) -> scale; no biases.
+
+    The authors' ``squeeze_excite_block`` (both dense layers ``use_bias=False``,
+    ``kernel_initializer='he_normal'``).
+
+    Args:
+        channels: number of input (and output) channels C.
+        ratio: reduction ratio; the hidden layer has ``channels // ratio`` units. Defaults to 8.
+            A ValueError is raised when that is below 1.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W), each channel scaled by a weight in (0, 1).
+    """
 
     def __init__(self, channels: int, ratio: int = 8) -> None:
         super().__init__()
@@ -106,6 +162,20 @@ class ResidualBlock(nn.Module):
     ``pre_activation=True`` is the full pre-activation block of Connected-ResUNets
     (BN -> ReLU -> Conv -> BN -> ReLU -> Conv); ``False`` is the baseline ResUNet's block, whose BN
     lines are commented out in the authors' code (ReLU -> Conv -> ReLU -> Conv). No ReLU after the add.
+
+    Args:
+        in_channels: number of input channels.
+        out_channels: number of output channels (both 3x3 convolutions and the 1x1 shortcut); at
+            least 8, for the squeeze-excite's ratio of 8.
+        pre_activation: BatchNorm before each ReLU of the residual path. Defaults to True
+            (Connected-ResUNets); False is the baseline ResUNet's block.
+
+    Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W), any H and W.
+
+    Example::
+
+        >>> ResidualBlock(3, 32)(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 32, 64, 64])
     """
 
     def __init__(self, in_channels: int, out_channels: int, pre_activation: bool = True) -> None:
@@ -138,7 +208,15 @@ def residual_block_no_bn(in_channels: int, out_channels: int) -> nn.Module:
 
 
 class GatingSignal(nn.Sequential):
-    """``UnetGatingSignal`` as the authors use it: Conv1x1 to twice the channels -> BN -> ReLU."""
+    """``UnetGatingSignal`` as the authors use it: Conv1x1 to twice the channels -> BN -> ReLU.
+
+    (``UnetGatingSignal(x, is_batchnorm=True)`` in the authors' code, from focal-tversky-unet.)
+
+    Args:
+        in_channels: number of input channels C; the output has 2C.
+
+    Shapes: (B, C, H, W) -> (B, 2C, H, W).
+    """
 
     def __init__(self, in_channels: int) -> None:
         super().__init__(nn.Conv2d(in_channels, 2 * in_channels, 1), batch_norm(2 * in_channels), nn.ReLU(inplace=True))
@@ -150,6 +228,22 @@ class AttentionGate(nn.Module):
     ``x`` is the encoder skip at 2H, ``g`` the gating signal at H. theta_x = Conv2x2 stride 2 of x,
     phi_g = Conv1x1 of g followed by a stride-1 ConvTranspose3x3; add -> ReLU -> Conv1x1 to one channel
     -> sigmoid -> nearest upsampling x2 -> multiply x -> Conv1x1 + BN. All convolutions are linear.
+    (The authors' ``expend_as`` repeats the attention map over the channels; broadcasting does it here.)
+
+    Args:
+        skip_channels: channels of the skip ``x`` (and of the output).
+        gating_channels: channels of the gating signal ``g``.
+        inter_channels: channels of theta_x and phi_g (the authors' ``inter_shape``; they pass the
+            skip's channel count).
+
+    Shapes: ``forward(x, g)`` takes x (B, skip_channels, 2H, 2W) and g (B, gating_channels, H, W)
+    and returns the gated skip (B, skip_channels, 2H, 2W).
+
+    Example::
+
+        >>> gate = AttentionGate(skip_channels=64, gating_channels=256, inter_channels=64)
+        >>> gate(torch.rand(2, 64, 32, 32), torch.rand(2, 256, 16, 16)).shape
+        torch.Size([2, 64, 32, 32])
     """
 
     def __init__(self, skip_channels: int, gating_channels: int, inter_channels: int) -> None:

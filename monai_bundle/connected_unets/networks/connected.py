@@ -1,4 +1,12 @@
-"""The Connected models: two cascaded U-Nets, decoder 1 feeding encoder 2 at every scale (original.md §1.6-1.7)."""
+"""The Connected models: two cascaded U-Nets, decoder 1 feeding encoder 2 at every scale.
+
+Ports of ``get_wnet`` (Connected-UNets, ``Connected_Unets_segmnetation.py``), ``get_awnet``
+(Connected-AUNets, ``Connected_AUnets_segmentation.py``) and ``get_rwnet`` (Connected-ResUNets,
+``Connected_Residual_Unets_segmentation.py``) in the authors' code (GitHub
+``AsmaBaccouche/Connected-Unets-and-more``), for Baccouche et al., "Connected-UNets: a deep learning
+architecture for breast mass segmentation", npj Breast Cancer 7, 151 (2021). Layer by layer, with
+parameter counts: ``docs/architecture.md``; departures: ``docs/deviations.md``.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,21 @@ class _ConnectedUNets(nn.Module):
     so the bottleneck is linear) and before the head; ``transition_after_decoder1`` adds the fourth
     one of Connected-AUNets on decoder 1's output. ``aspp=False`` is the paper's ablation: plain
     Conv-ReLU-BN blocks where the ASPPs were.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the output logits.
+        features: channels of the levels of both encoders and both decoders, finest first; the
+            bottlenecks have twice the last.
+        block: block factory of every encoder and decoder level (both U-Nets and encoder 2).
+        decoder: decoder class of both U-Nets (:class:`UpConcatDecoder` or :class:`AttentionDecoder`).
+        use_aspp: ASPP transitions (True) or two-unit Conv-ReLU-BN blocks (False).
+        transition_after_decoder1: add a transition on decoder 1's finest output (Connected-AUNets).
+
+    Submodules, in forward order: ``encoder1``, ``bottleneck1``, ``decoder1``,
+    ``decoder1_transition`` (``nn.Identity`` unless ``transition_after_decoder1``), ``encoder2``
+    (a :class:`ConnectedEncoder`), ``bottleneck2``, ``decoder2``, ``output_transition``, ``head``
+    (the last layer, a 1x1 Conv2d).
     """
 
     def __init__(
@@ -59,7 +82,36 @@ class _ConnectedUNets(nn.Module):
 
 
 class ConnectedUNets(_ConnectedUNets):
-    """The authors' ``get_wnet``: two UNets with Conv-ReLU-BN blocks and 3 ASPPs."""
+    """The authors' ``get_wnet``: two UNets with Conv-ReLU-BN blocks and 3 ASPPs.
+
+    Both U-Nets have UNet's Conv-ReLU-BN levels and ConvTranspose 2x2 decoders; each bottleneck is
+    an ASPP (256 -> 512 channels), a third ASPP (32 -> 32) precedes the 1x1 head, and encoder 2 is
+    fed by decoder 1's outputs at every scale (:class:`ConnectedEncoder`). 20,036,545 trainable
+    parameters with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
+            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
+            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
+            parameter counts.
+        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
+            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
+    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+
+    Example::
+
+        >>> net = ConnectedUNets()  # as get_network("connected_unets")
+        >>> net(torch.rand(2, 3, 256, 256)).shape
+        torch.Size([2, 1, 256, 256])
+        >>> ablation = ConnectedUNets(aspp=False)  # no ASPP
+    """
 
     def __init__(
         self,
@@ -73,7 +125,35 @@ class ConnectedUNets(_ConnectedUNets):
 
 class ConnectedAUNets(_ConnectedUNets):
     """The authors' ``get_awnet``: two attention U-Nets (with BN in the decoders, unlike the baseline
-    AUNet) and 4 ASPPs, one of them on decoder 1's output before it feeds encoder 2."""
+    AUNet) and 4 ASPPs, one of them on decoder 1's output before it feeds encoder 2.
+
+    Both decoders are attention-gated (:class:`AttentionDecoder`, decoder 2's gates over encoder 2's
+    skips) with Conv-ReLU-BN levels; the ASPPs sit at both bottlenecks (256 -> 512), on decoder 1's
+    finest output (32 -> 32; encoder 2's first level reads the ASPP'd features) and before the head
+    (32 -> 32). 26,581,289 trainable parameters with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
+            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
+            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
+            parameter counts.
+        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
+            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
+    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+
+    Example::
+
+        >>> net = ConnectedAUNets(in_channels=1)
+        >>> net(torch.rand(2, 1, 256, 256)).shape
+        torch.Size([2, 1, 256, 256])
+    """
 
     def __init__(
         self,
@@ -87,7 +167,40 @@ class ConnectedAUNets(_ConnectedUNets):
 
 class ConnectedResUNets(_ConnectedUNets):
     """The authors' ``get_rwnet``: two residual U-Nets with full pre-activation squeeze-excite blocks
-    (unlike the baseline ResUNet) and 3 ASPPs."""
+    (unlike the baseline ResUNet) and 3 ASPPs.
+
+    Every level of both U-Nets and of encoder 2 is a pre-activation ``resnet_block``
+    (BN -> ReLU -> Conv3x3 -> BN -> ReLU -> Conv3x3, Conv1x1 + BN shortcut, add, squeeze-excite);
+    ConvTranspose 2x2 decoders; ASPPs at both bottlenecks (256 -> 512) and before the head
+    (32 -> 32). The bundle's default network and the paper's best model. 20,697,063 trainable
+    parameters with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
+            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
+            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
+            parameter counts.
+            Every entry must be at least 8 (the squeeze-excite's reduction ratio), else a
+            ValueError is raised.
+        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
+            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
+    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+
+    Example::
+
+        >>> net = ConnectedResUNets()  # as get_network("connected_resunets")
+        >>> logits = net(torch.rand(2, 3, 256, 256))
+        >>> logits.shape
+        torch.Size([2, 1, 256, 256])
+        >>> mask = torch.sigmoid(logits) > 0.5
+    """
 
     def __init__(
         self,

@@ -1,7 +1,9 @@
 """Encoders and decoders assembled from :mod:`blocks`; every network is a composition of these.
 
 Decoders return the output of every level, deepest first, because the Connected models feed them
-into their second encoder.
+into their second encoder. In the shapes below L = ``len(features)`` and level k = 1..L works at
+H / 2**(k-1); the networks check that H and W are multiples of 2**L before calling these parts.
+Layer-by-layer notes with the authors' tensor names: ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,21 @@ from .blocks import AttentionGate, BlockFactory, ConvUnit, GatingSignal
 
 
 class Encoder(nn.Module):
-    """One block per level, each followed by 2x2 max pooling. Returns (skips, pooled bottom)."""
+    """One block per level, each followed by 2x2 max pooling. Returns (skips, pooled bottom).
+
+    The contracting path of the authors' model functions (``conv1`` .. ``conv4`` and ``pool1`` ..
+    ``pool4`` in ``get_unet``).
+
+    Args:
+        in_channels: channels of the input image.
+        features: output channels of each level, finest first, e.g. ``(32, 64, 128, 256)``.
+        block: block factory ``block(in_channels, out_channels)`` of one level, e.g.
+            :func:`~connected_unets.networks.blocks.conv_block`.
+
+    Shapes: ``forward(x)`` takes (B, in_channels, H, W) and returns ``(skips, bottom)``: ``skips[k-1]``
+    is level k's block output (B, features[k-1], H / 2**(k-1), W / 2**(k-1)), finest first, and
+    ``bottom`` is the last one pooled, (B, features[-1], H / 2**L, W / 2**L).
+    """
 
     def __init__(self, in_channels: int, features: Sequence[int], block: BlockFactory) -> None:
         super().__init__()
@@ -33,12 +49,23 @@ class Encoder(nn.Module):
 
 
 class ConnectedEncoder(nn.Module):
-    """Encoder 2 of the Connected models, fed by decoder 1 at every scale (original.md §1.6).
+    """Encoder 2 of the Connected models, fed by decoder 1 at every scale.
 
     Level 1: ``concat[Conv3x3-ReLU(f1)(d1_full), d1_full]``; level k > 1:
     ``concat[Conv3x3-ReLU(fk)(pooled previous level), d1 at the same resolution]``. The link
     convolutions have ReLU but no BN, as in the code (the paper says BN). Each level then applies the
-    model's block from 2*fk to fk channels and pools.
+    model's block from 2*fk to fk channels and pools. In the authors' ``get_wnet``/``get_awnet``/
+    ``get_rwnet`` these are ``down10`` .. ``down13`` and ``conv10`` .. ``conv13``
+    (``docs/architecture.md``, "How the second U-Net is connected to the first").
+
+    Args:
+        features: channels of each level, finest first; the same as decoder 1's, whose outputs
+            this encoder takes.
+        block: block factory ``block(2 * f, f)`` of one level.
+
+    Shapes: ``forward(decoder1_outputs)`` takes decoder 1's outputs ordered finest first,
+    ``decoder1_outputs[k-1]`` of shape (B, features[k-1], H / 2**(k-1), W / 2**(k-1)), and returns
+    ``(skips, bottom)`` shaped as :class:`Encoder`'s.
     """
 
     def __init__(self, features: Sequence[int], block: BlockFactory) -> None:
@@ -63,7 +90,21 @@ class ConnectedEncoder(nn.Module):
 
 
 class UpConcatDecoder(nn.Module):
-    """UNet/ResUNet decoder: ConvTranspose 2x2 stride 2 (linear), ``concat[up, skip]``, block."""
+    """UNet/ResUNet decoder: ConvTranspose 2x2 stride 2 (linear), ``concat[up, skip]``, block.
+
+    The expanding path of the authors' ``get_unet``, ``get_runet``, ``get_wnet`` and ``get_rwnet``
+    (``up6 = concatenate([Conv2DTranspose(256, (2, 2), strides=(2, 2))(conv5), conv4])``, ...).
+
+    Args:
+        bottom_channels: channels of the bottleneck output that enters the deepest level.
+        features: channels of each level, finest first (the encoder's); levels run deepest first.
+        block: block factory ``block(2 * f, f)`` of one level.
+
+    Shapes: ``forward(x, skips)`` takes the bottleneck output x (B, bottom_channels, H / 2**L,
+    W / 2**L) and the encoder's ``skips`` (finest first) and returns one output per level, deepest
+    first: ``outputs[i]`` is (B, features[-1-i], H / 2**(L-1-i), W / 2**(L-1-i)), so
+    ``outputs[-1]`` is (B, features[0], H, W).
+    """
 
     def __init__(self, bottom_channels: int, features: Sequence[int], block: BlockFactory) -> None:
         super().__init__()
@@ -87,7 +128,18 @@ class AttentionDecoder(nn.Module):
 
     Keeps the authors' quirk: the up-convolution of the second-finest level has as many filters as
     the level above it (``Conv2DTranspose(128, ...)`` at the 64-filter level), so that level's block
-    sees ``features[2] + features[1]`` channels. Parameter counts depend on it.
+    sees ``features[2] + features[1]`` channels. Parameter counts depend on it. The expanding path
+    of the authors' ``get_aunet`` and ``get_awnet``; the attention gate of each level gets
+    ``inter_channels`` equal to its skip's channels, as they pass it.
+
+    Args:
+        bottom_channels: channels of the bottleneck output that enters the deepest level.
+        features: channels of each level, finest first (the encoder's); levels run deepest first.
+            With more than two levels the quirk above applies.
+        block: block factory ``block(up + f, f)`` of one level (up = the up-convolution's filters).
+
+    Shapes: as :class:`UpConcatDecoder`: ``forward(x, skips)`` returns one output per level,
+    deepest first, ``outputs[-1]`` of shape (B, features[0], H, W).
     """
 
     def __init__(self, bottom_channels: int, features: Sequence[int], block: BlockFactory) -> None:

@@ -1,4 +1,11 @@
-"""The three single U-Net baselines: UNet, AUNet and ResUNet (original.md §1.3-1.5)."""
+"""The three single U-Net baselines: UNet, AUNet and ResUNet.
+
+Ports of ``get_unet``, ``get_aunet`` and ``get_runet`` in the authors' ``Basic_Unet_segmnetation.py``,
+``Basic_AUnet_segmnetation.py`` and ``Basic_ResUnet_segmnetation.py`` (GitHub
+``AsmaBaccouche/Connected-Unets-and-more``), the baselines of Baccouche et al., "Connected-UNets: a
+deep learning architecture for breast mass segmentation", npj Breast Cancer 7, 151 (2021). Layer by
+layer, with parameter counts: ``docs/architecture.md``; departures: ``docs/deviations.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,19 @@ from .parts import AttentionDecoder, Encoder, UpConcatDecoder
 
 
 class _SingleUNet(nn.Module):
-    """Encoder -> bottleneck (2 x features[-1] channels) -> decoder -> 1x1 head producing logits."""
+    """Encoder -> bottleneck (2 x features[-1] channels) -> decoder -> 1x1 head producing logits.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the output logits.
+        features: channels of the encoder levels, finest first; the bottleneck has twice the last.
+        encoder_block: block factory of the encoder levels.
+        bottleneck_block: block factory of the bottleneck (features[-1] -> 2 * features[-1]).
+        decoder: decoder class (:class:`UpConcatDecoder` or :class:`AttentionDecoder`).
+        decoder_block: block factory of the decoder levels.
+
+    Submodules: ``encoder``, ``bottleneck``, ``decoder``, ``head`` (the last layer, a 1x1 Conv2d).
+    """
 
     def __init__(
         self,
@@ -50,14 +69,68 @@ class _SingleUNet(nn.Module):
 
 
 class UNet(_SingleUNet):
-    """The authors' ``get_unet``: Conv-ReLU-BN blocks, ConvTranspose 2x2 up-sampling."""
+    """The authors' ``get_unet``: Conv-ReLU-BN blocks, ConvTranspose 2x2 up-sampling.
+
+    Four levels of two Conv3x3 -> ReLU -> BN units (32, 64, 128, 256 channels) with max pooling, a
+    512-channel bottleneck of the same units, a decoder of ConvTranspose 2x2 stride 2,
+    ``concat[up, skip]`` and two units per level, and a 1x1 head. 7,765,985 trainable parameters
+    with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
+            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
+            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
+            parameter counts.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
+    ``torch.sigmoid`` and a threshold for a mask).
+
+    Example::
+
+        >>> net = UNet()  # as get_network("unet")
+        >>> net(torch.rand(2, 3, 256, 256)).shape
+        torch.Size([2, 1, 256, 256])
+    """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, features: Sequence[int] = (32, 64, 128, 256)) -> None:
         super().__init__(in_channels, out_channels, features, conv_block, conv_block, UpConcatDecoder, conv_block)
 
 
 class AUNet(_SingleUNet):
-    """The authors' ``get_aunet``: attention-gated decoder; no BN in the bottleneck or decoder convs."""
+    """The authors' ``get_aunet``: attention-gated decoder; no BN in the bottleneck or decoder convs.
+
+    UNet's encoder (Conv-ReLU-BN units); a bottleneck of two Conv3x3 -> ReLU units without BN; at
+    every decoder level a gating signal (Conv1x1 to twice the channels + BN + ReLU) of the previous
+    output drives an attention gate over the encoder skip, the previous output is up-sampled by a
+    ReLU ConvTranspose 3x3 stride 2 and concatenated with the gated skip, then two Conv-ReLU units
+    without BN. Keeps the authors' 128-filter up-convolution at the 64-channel level.
+    11,015,237 trainable parameters with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
+            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
+            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
+            parameter counts.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
+    ``torch.sigmoid`` and a threshold for a mask).
+
+    Example::
+
+        >>> net = AUNet(in_channels=1)
+        >>> net(torch.rand(2, 1, 256, 256)).shape
+        torch.Size([2, 1, 256, 256])
+    """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, features: Sequence[int] = (32, 64, 128, 256)) -> None:
         super().__init__(
@@ -67,7 +140,35 @@ class AUNet(_SingleUNet):
 
 class ResUNet(_SingleUNet):
     """The authors' ``get_runet``: residual squeeze-excite blocks without BN on the residual path,
-    a Conv-ReLU (no BN) bottleneck and ConvTranspose 2x2 up-sampling."""
+    a Conv-ReLU (no BN) bottleneck and ConvTranspose 2x2 up-sampling.
+
+    Encoder and decoder levels are the baseline ``resnet_block`` (ReLU -> Conv3x3 -> ReLU ->
+    Conv3x3, plus a Conv1x1 + BN shortcut, add, squeeze-excite); the bottleneck is two Conv3x3 ->
+    ReLU units without BN; the decoder is UNet's (ConvTranspose 2x2, ``concat[up, skip]``).
+    8,023,681 trainable parameters with the defaults.
+
+    Args:
+        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+            to three channels; the bundle's pipeline does the same).
+        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
+        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
+            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
+            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
+            parameter counts.
+            Every entry must be at least 8 (the squeeze-excite's reduction ratio), else a
+            ValueError is raised.
+
+    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
+    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
+    ``torch.sigmoid`` and a threshold for a mask).
+
+    Example::
+
+        >>> net = ResUNet(features=(16, 32, 64, 128))  # a smaller ResUNet, same depth
+        >>> net(torch.rand(2, 3, 128, 128)).shape
+        torch.Size([2, 1, 128, 128])
+    """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, features: Sequence[int] = (32, 64, 128, 256)) -> None:
         super().__init__(
