@@ -51,15 +51,25 @@ def _segmenter(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to k
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from .io import load_image, save_mask
+    import numpy as np
+
+    from . import __version__
+    from .bundle import display_name
+    from .io import load_image
     from .roi import validate_box
+    from .writers import Algorithm, check_output, save_results
 
     image = load_image(args.image)
-    for box in args.box:  # report a bad box before spending time on loading the model
-        validate_box(box, image.array.shape, str(args.image))
-    mask = _segmenter(args).segment(image.array, args.box, source=str(args.image))
-    path = save_mask(mask, args.out, reference=image)
-    print(f"{path}: {int(mask.sum())} mass pixels in {len(args.box)} ROI(s)")
+    check_output(args.out, image)  # a wrong --out or box is reported before time goes into loading the model
+    boxes = [validate_box(box, image.array.shape, str(args.image)) for box in args.box]
+    results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image))
+    masks = [result.mask for result in results]
+    algorithm = Algorithm(display_name(args.model), __version__)
+    mask_path, *tables = save_results(masks, boxes, args.out, image, algorithm, [result.confidence for result in results])
+    empty = [str(index + 1) for index, result in enumerate(results) if not result.found]
+    note = f"; no mass found in ROI {', '.join(empty)}" if empty else ""
+    pixels = int(np.logical_or.reduce(masks).sum())
+    print(f"{mask_path}: {pixels} mass pixels in {len(boxes)} ROI(s){note}; per-ROI results in {tables[0].name} and {tables[1].name}")
     return 0
 
 
@@ -199,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--box", nargs=4, type=float, action="append", required=True, metavar=("X0", "Y0", "X1", "Y1"),
         help="ROI in pixels (x = column, y = row, end exclusive); repeat for several ROIs",
     )
-    segment.add_argument("--out", type=Path, required=True, help="mask file: .png (0/255) or .nii/.nii.gz (0/1)")
+    segment.add_argument(
+        "--out", type=Path, required=True,
+        help="mask file: .png (0/255) or .nii/.nii.gz (0/1) with all ROIs in one mask; .seg.nrrd (3D Slicer) or .dcm "
+        "(DICOM SEG, DICOM input only) with one segment per ROI. Per-ROI CSV and JSON go beside it (NAME_rois.csv/.json)",
+    )  # fmt: skip
     _add_model_options(segment)
     segment.set_defaults(run=_segment)
 

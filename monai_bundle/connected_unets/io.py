@@ -1,5 +1,7 @@
 """Reading images and masks, writing masks: one place that knows DICOM, NIfTI, ITK and PIL formats.
 
+(Per-ROI results, DICOM SEG and Slicer's .seg.nrrd are written by :mod:`connected_unets.writers`.)
+
 Every loader returns a :class:`LoadedImage` whose array reads like the picture a viewer shows
 (row 0 at the top, higher = brighter), so the rest of the package never cares about file formats.
 Every failure to read becomes one :class:`ImageReadError` whose one-line message names the file.
@@ -14,7 +16,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +46,20 @@ class ImageReadError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A 2-D grey-level picture as a viewer shows it, with its pixel geometry in mm."""
+    """A 2-D grey-level picture as a viewer shows it, with its pixel geometry in mm.
+
+    ``spacing_known`` tells a real pixel size from the (1.0, 1.0) stand-in, so that results are
+    reported in mm only when the file gave mm. ``dicom`` keeps a DICOM input's attributes (no pixel
+    data), which derived objects such as a DICOM SEG must reference.
+    """
 
     array: np.ndarray  # float32, (rows, cols), row 0 = top
     spacing: tuple[float, float]  # (row, col) mm; (1.0, 1.0) when unknown
     origin: tuple[float, float]  # (row, col) mm; (0.0, 0.0) when unknown
     path: Path
     photometric: str  # "MONOCHROME2" for DICOM/NIfTI/ITK, the PIL mode for PIL formats
+    spacing_known: bool = True
+    dicom: pydicom.Dataset | None = field(default=None, repr=False, compare=False)
 
 
 def load_image(path: str | Path) -> LoadedImage:
@@ -180,7 +189,7 @@ def _read_pil(path: Path) -> LoadedImage:
         raise ImageReadError(f"{path}: not a readable image file ({_one_line(err)})") from err
     if frames > 1:
         raise ImageReadError(f"{path}: image has {frames} frames; expected a single 2-D image")
-    return LoadedImage(pixels.astype(np.float32), (1.0, 1.0), (0.0, 0.0), path, mode)
+    return LoadedImage(pixels.astype(np.float32), (1.0, 1.0), (0.0, 0.0), path, mode, spacing_known=False)
 
 
 def _read_dicom(path: Path) -> LoadedImage:
@@ -210,7 +219,13 @@ def _read_dicom(path: Path) -> LoadedImage:
             raise ValueError(f"unsupported Photometric Interpretation '{photometric}'")
     except Exception as err:  # decoders raise ValueError, AttributeError, RuntimeError, ...
         raise ImageReadError(f"{path}: not a readable DICOM file ({_one_line(err)})") from err
-    return LoadedImage(pixels.astype(np.float32), _dicom_spacing(ds), (0.0, 0.0), path, "MONOCHROME2")
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            delattr(ds, keyword)  # also drops pydicom's cached array: only the header is kept
+    spacing = _dicom_spacing(ds)
+    return LoadedImage(
+        pixels.astype(np.float32), spacing or (1.0, 1.0), (0.0, 0.0), path, "MONOCHROME2", spacing_known=spacing is not None, dicom=ds
+    )
 
 
 def _monochrome2_values(ds: pydicom.Dataset) -> np.ndarray:
@@ -232,13 +247,13 @@ def _monochrome2_values(ds: pydicom.Dataset) -> np.ndarray:
     return reachable.min() + reachable.max() - values.astype(np.float64)
 
 
-def _dicom_spacing(ds: pydicom.Dataset) -> tuple[float, float]:
-    """(row, col) mm from PixelSpacing, else ImagerPixelSpacing, else (1.0, 1.0)."""
+def _dicom_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """(row, col) mm from PixelSpacing, else ImagerPixelSpacing, else None."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
             return float(value[0]), float(value[1])
-    return 1.0, 1.0
+    return None
 
 
 def _read_nifti(path: Path) -> LoadedImage:
