@@ -152,7 +152,7 @@ def check_rows(rows: list[dict], masks: list[np.ndarray], boxes: list, image: Lo
     assert [row["roi"] for row in rows] == list(range(1, len(masks) + 1))
     for row, mask, box, confidence in zip(rows, masks, boxes, confidences or [None] * len(masks)):
         assert (row["x0"], row["y0"], row["x1"], row["y1"]) == tuple(box)
-        assert row["area_px"] == int(mask.sum())
+        assert row["area_px"] == int(mask.sum()) and row["found"] == bool(mask.any())
         assert row["confidence"] == (None if confidence is None else pytest.approx(confidence, abs=5e-5))
         if not mask.any():
             assert row["max_diameter_px"] == 0
@@ -172,7 +172,15 @@ def read_csv_rows(path: Path) -> list[dict]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         assert tuple(reader.fieldnames) == ROI_COLUMNS
-        return [{key: (None if value == "" else float(value) if "." in value else int(value)) for key, value in row.items()} for row in reader]
+        return [{key: parse_cell(key, value) for key, value in row.items()} for row in reader]
+
+
+def parse_cell(key: str, value: str):
+    if key == "note":
+        return value
+    if key == "found":
+        return value == "True"
+    return None if value == "" else float(value) if "." in value else int(value)
 
 
 # ---------------------------------------------------------------- what load_image tells the writers

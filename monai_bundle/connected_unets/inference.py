@@ -278,38 +278,34 @@ def mask_names(images: Sequence[str | Path], suffix: str = "_mask.png") -> list[
     return names
 
 
-def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Any]:
+def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]], output_dir: str | Path, network_name: str = DEFAULT_NETWORK) -> dict[str, Any]:
     """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``; no boxes = the whole
-    image is one ROI) into ``output_dir``: a mask PNG and a per-ROI JSON per image. A bad item is
-    logged in one line and skipped, the others are written; ``inference_summary.json`` lists both.
-    This is what ``monai.bundle run`` with inference.yaml runs."""
-    from .io import ImageReadError, atomic_output, load_image, save_mask
+    image is one ROI) into ``output_dir``: ``<stem>_mask.png`` and the per-ROI tables the CLI writes
+    (``_mask_rois.csv``/``.json``). A bad item is logged in one line and skipped, the others are
+    written; ``inference_summary.json`` lists both. This is what ``monai.bundle run`` with
+    inference.yaml runs."""
+    from . import __version__
+    from .io import ImageReadError, atomic_output, load_image
+    from .writers import Algorithm, save_results
 
     output_dir = Path(output_dir)
-    images = [str(item.get("image", "")) for item in datalist]
+    algorithm = Algorithm(display_name(network_name), __version__)
     written, skipped = [], []
-    for item, name in zip(datalist, mask_names(images)):
+    for item, name in zip(datalist, mask_names([str(item.get("image", "")) for item in datalist])):
         source = str(item.get("image", ""))
-        target = output_dir / name
         try:
-            if Path(source).resolve() == target.resolve():
-                raise ValueError(f"{source}: the mask would overwrite the input image; choose another output folder")
             image = load_image(source)
             boxes = item.get("boxes") or [[0, 0, image.array.shape[1], image.array.shape[0]]]
             results = segmenter.segment_rois(image.array, boxes, source=source)
-            mask = np.maximum.reduce([r.mask for r in results])
-            save_mask(mask, target)
-            rois = [{"box": list(r.box), "found": r.found, "confidence": round(r.confidence, 4), "area_px": r.area, "reason": r.reason} for r in results]
-            with atomic_output(target.with_name(target.name.replace(".png", "_rois.json"))) as tmp:
-                tmp.write_text(json.dumps({"image": source, "rois": rois}, indent=1) + "\n")
-            written.append({"image": source, "mask": str(target), "rois": len(results), "found": sum(r.found for r in results)})
-            logger.info("%s: %d mass pixels in %d ROI(s) -> %s", source, int(mask.sum()), len(results), target)
+            masks = [r.mask for r in results]
+            save_results(masks, [r.box for r in results], output_dir / name, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
+            written.append({"image": source, "mask": str(output_dir / name), "rois": len(results), "found": sum(r.found for r in results)})
+            logger.info("%s: %d mass pixels in %d ROI(s) -> %s", source, int(np.maximum.reduce(masks).sum()), len(results), output_dir / name)
         except (ImageReadError, ValueError, OSError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             logger.error("skipped %s", message)
             skipped.append({"image": source, "reason": message})
     summary = {"written": written, "skipped": skipped}
-    output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(output_dir / "inference_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     logger.info("%d image(s) segmented, %d skipped%s", len(written), len(skipped), "".join(f"\n  skipped {s['reason']}" for s in skipped))

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
-import pydicom
 from PIL import Image, ImageOps
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+if TYPE_CHECKING:  # pydicom and nibabel are imported by the readers that need them (a fast CLI start)
+    import nibabel as nib
+    import pydicom
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 SUPPORTED_SUFFIXES = _PIL_SUFFIXES + _DICOM_SUFFIXES + _NIFTI_SUFFIXES + _ITK_SUFFIXES  # what load_image reads
 _PIL_GRAY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as PIL's "L"
-_LPS = nib.orientations.axcodes2ornt(("L", "P", "S"))
 _RAS_LPS_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, its own inverse
 
 
@@ -120,6 +119,8 @@ def save_mask(mask: np.ndarray, path: str | Path, reference: LoadedImage | None 
         if name.endswith(".png"):
             Image.fromarray(binary * 255).save(tmp, format="PNG")
         else:
+            import nibabel as nib
+
             nib.save(_mask_nifti(binary, reference), tmp)
     return target
 
@@ -194,6 +195,9 @@ def _read_pil(path: Path) -> LoadedImage:
 
 def _read_dicom(path: Path) -> LoadedImage:
     """DICOM through pydicom: decompressed, Modality and VOI LUT applied, MONOCHROME1 inverted."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         with warnings.catch_warnings():
             # A file cut inside encapsulated pixel data only warns and drops the element.
@@ -235,6 +239,8 @@ def _monochrome2_values(ds: pydicom.Dataset) -> np.ndarray:
     not within the data's own min/max, so the flipped picture keeps its absolute values.
     """
 
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     def present(values: np.ndarray) -> np.ndarray:
         return apply_voi_lut(apply_modality_lut(values, ds), ds, index=0)
 
@@ -258,6 +264,8 @@ def _dicom_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
 
 def _read_nifti(path: Path) -> LoadedImage:
     """NIfTI through nibabel, laid out as a viewer draws it (see _viewer_plane)."""
+    import nibabel as nib
+
     try:
         image = nib.load(path)
         voxels = image.get_fdata(dtype=np.float32)
@@ -292,9 +300,11 @@ def _viewer_plane(voxels: np.ndarray, affine_ras: np.ndarray, path: Path) -> Loa
     if voxels.ndim not in (2, 3):
         raise ImageReadError(f"{path}: expected a 2-D image or one slice, got shape {voxels.shape}")
     volume = voxels.reshape(voxels.shape + (1,) * (3 - voxels.ndim))
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine_ras), _LPS)
-    affine = affine_ras @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
-    volume = nib.orientations.apply_orientation(volume, ornt)
+    from nibabel import orientations
+
+    ornt = orientations.ornt_transform(orientations.io_orientation(affine_ras), orientations.axcodes2ornt(("L", "P", "S")))
+    affine = affine_ras @ orientations.inv_ornt_aff(ornt, volume.shape)
+    volume = orientations.apply_orientation(volume, ornt)
     flat_axes = [axis for axis in (2, 1, 0) if volume.shape[axis] == 1]
     if not flat_axes:
         raise ImageReadError(f"{path}: expected a 2-D image or one slice, got shape {voxels.shape}")
@@ -328,6 +338,8 @@ def _mask_nifti(binary: np.ndarray, reference: LoadedImage | None) -> nib.Nifti1
     (row_mm, col_mm), (row_origin, col_origin) = (
         (reference.spacing, reference.origin) if reference is not None else ((1.0, 1.0), (0.0, 0.0))
     )
+    import nibabel as nib
+
     lps = np.diag([col_mm, row_mm, 1.0, 1.0])
     lps[:2, 3] = col_origin, row_origin
     affine = _RAS_LPS_FLIP @ lps

@@ -24,7 +24,7 @@ import numpy as np
 from .io import LoadedImage, atomic_output, save_mask
 
 OUTPUT_SUFFIXES = (".png", ".nii", ".nii.gz", ".seg.nrrd", ".dcm")  # union of the ROI masks, or one segment per ROI
-ROI_COLUMNS = ("roi", "x0", "y0", "x1", "y1", "area_px", "area_mm2", "max_diameter_px", "max_diameter_mm", "confidence")
+ROI_COLUMNS = ("roi", "x0", "y0", "x1", "y1", "found", "area_px", "area_mm2", "max_diameter_px", "max_diameter_mm", "confidence", "note")
 
 # What a DICOM SEG references of its source (must have values) and copies from it (may be empty).
 _SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
@@ -81,6 +81,7 @@ def save_results(
     image: LoadedImage,
     algorithm: Algorithm,
     confidences: Sequence[float | None] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write the masks (one per box, image-sized, 0/1) in the format ``path`` names, and the
     per-ROI tables beside it; return the paths written, the mask file first."""
@@ -93,7 +94,7 @@ def save_results(
         written = save_seg_nrrd(masks, target, image)
     else:
         written = save_mask(np.maximum.reduce([np.asarray(m, dtype=np.uint8) for m in masks]), target, reference=image)
-    return [written, *save_roi_tables(roi_rows(masks, boxes, image, confidences), target, image.path)]
+    return [written, *save_roi_tables(roi_rows(masks, boxes, image, confidences, notes), target, image.path)]
 
 
 def save_dicom_seg(masks: Sequence[np.ndarray], path: str | Path, image: LoadedImage, algorithm: Algorithm) -> Path:
@@ -189,14 +190,18 @@ def roi_rows(
     boxes: Sequence[Sequence[int]],
     image: LoadedImage,
     confidences: Sequence[float | None] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per ROI (columns :data:`ROI_COLUMNS`): 1-based index, box (x0, y0, x1, y1, end
-    exclusive), area, maximum Feret diameter and confidence (4 decimals). The mm columns are None
-    when the image gave no pixel size; a confidence is None where the caller has none."""
+    exclusive), whether a mass was found (a non-empty mask), area, maximum Feret diameter,
+    confidence (4 decimals) and a note (e.g. why nothing was found). The mm columns are None when
+    the image gave no pixel size; a confidence is None where the caller has none."""
     if len(boxes) != len(masks):
         raise ValueError(f"{len(masks)} masks for {len(boxes)} boxes")
     if confidences is not None and len(confidences) != len(masks):
         raise ValueError(f"{len(confidences)} confidences for {len(masks)} ROIs")
+    if notes is not None and len(notes) != len(masks):
+        raise ValueError(f"{len(notes)} notes for {len(masks)} ROIs")
     stack = _checked_masks(masks, image)
     row_mm, col_mm = image.spacing
     rows = []
@@ -205,11 +210,13 @@ def roi_rows(
         x0, y0, x1, y1 = (int(v) for v in box)
         rows.append({
             "roi": index + 1, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+            "found": area > 0,
             "area_px": area,
             "area_mm2": round(area * row_mm * col_mm, 4) if image.spacing_known else None,
             "max_diameter_px": round(_max_diameter(mask, (1.0, 1.0)), 4),
             "max_diameter_mm": round(_max_diameter(mask, image.spacing), 4) if image.spacing_known else None,
             "confidence": None if confidences is None or confidences[index] is None else round(float(confidences[index]), 4),
+            "note": "" if notes is None else notes[index],
         })  # fmt: skip
     return rows
 
