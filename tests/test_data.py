@@ -105,7 +105,8 @@ def test_prepare_skips_what_is_already_done(tmp_path):
 
 
 def test_prepare_skips_an_unreadable_image_and_says_why(tmp_path):
-    broken = tmp_path / "broken.jpg"
+    (tmp_path / "in").mkdir()
+    broken = tmp_path / "in" / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     records = _sample_records()[:1] + [_record(broken, SAMPLE / "masks" / "P60_L_DM_MLO.png", "PX")]
     datalist = prepare(records, tmp_path / "out")
@@ -115,7 +116,8 @@ def test_prepare_skips_an_unreadable_image_and_says_why(tmp_path):
 
 
 def test_prepare_skips_a_mask_whose_size_differs_from_its_image(tmp_path):
-    small = tmp_path / "small.png"
+    (tmp_path / "in").mkdir()
+    small = tmp_path / "in" / "small.png"
     Image.fromarray(np.full((64, 64), 255, np.uint8)).save(small)
     records = [_record(SAMPLE / "images" / "P60_L_DM_MLO.jpg", small, "P60")]
     datalist = prepare(records, tmp_path / "out")

@@ -125,7 +125,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .data import DEFAULT_SPLITS, read_dataset
-    from .data.prepare import CropSettings, prepare
+    from .data.prepare import CropSettings, check_out_dir, check_split_names, prepare
     from .data.summary import summary_table
     from .io import atomic_output
 
@@ -134,11 +134,14 @@ def _prepare(args: argparse.Namespace) -> int:
         "inbreast": {"roi_names": tuple(args.roi_name or ("Mass",))},
         "folder": {"manifest": args.manifest},
     }[args.dataset]
+    splits = args.split or DEFAULT_SPLITS[args.dataset]
+    check_split_names(splits)  # before the (long) read of the dataset
     found = read_dataset(args.dataset, args.root, **options)
+    check_out_dir(args.out, found.folders)  # before anything is written
     datalist = prepare(
         found.records,
         args.out,
-        splits=args.split or DEFAULT_SPLITS[args.dataset],
+        splits=splits,
         seed=args.seed,
         settings=CropSettings(augment_offline=args.augment_offline),
         progress=lambda items: tqdm(items, desc="images", unit="image"),
@@ -231,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--dataset", required=True, choices=("cbis-ddsm", "inbreast", "folder"))
     prep.add_argument("--root", type=Path, required=True, help="the dataset folder as downloaded")
-    prep.add_argument("--out", type=Path, required=True, help="output folder (re-running it resumes)")
+    prep.add_argument("--out", type=Path, required=True, help="output folder outside the dataset's folders (re-running it resumes)")
     prep.add_argument(
         "--split", type=_split_ratios, default=None, metavar="NAME=RATIO,...",
         help="patient-wise split, e.g. training=0.7,validation=0.1,test=0.2 (CBIS-DDSM: of its official training "

@@ -15,7 +15,6 @@ two file names in some rows: the mask is chosen by content, the file that has th
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ import pydicom
 
 from .lesions import AnnotationError
 from .records import Annotation, ImageRecord, ReadResult, Skip
+from .tables import read_csv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def read_cbis_ddsm(root: str | Path, abnormality: str = "mass", csv_files: list[
     if not csv_files:
         raise FileNotFoundError(f"{root}: no CBIS-DDSM description CSV (mass_case_description_train_set.csv, ...) found")
     tree = _DicomTree(root)
-    result = ReadResult()
+    result = ReadResult(folders={root})  # the whole tree is searched for DICOMs and CSVs
     annotations: dict[Path, list[Annotation]] = defaultdict(list)
     first_row: dict[Path, tuple[dict[str, str], str]] = {}
     for csv_file in csv_files:
@@ -85,8 +85,7 @@ def read_cbis_ddsm(root: str | Path, abnormality: str = "mass", csv_files: list[
 
 
 def _rows(csv_file: Path) -> list[dict[str, str]]:
-    with csv_file.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv_rows(csv_file)
     missing = [c for c in REQUIRED_COLUMNS if rows and c not in rows[0]]
     if missing or not rows:
         raise ValueError(f"{csv_file}: not a CBIS-DDSM description CSV (missing column(s): {', '.join(missing) or 'all rows'})")

@@ -37,7 +37,7 @@ def read_inbreast(root: str | Path, roi_names: tuple[str, ...] = ("Mass",)) -> R
             raise FileNotFoundError(f"{folder}: INbreast folder not found (expected AllDICOMs/ and AllXML/ under {root})")
     birads = _read_table(root)
     wanted = {name.lower() for name in roi_names}
-    result = ReadResult()
+    result = ReadResult(folders={root, dicom_dir, xml_dir})  # the table lies in the root
     for dicom in sorted(dicom_dir.glob("*.dcm")):
         match = _DICOM_NAME.match(dicom.name)
         if match is None:
@@ -105,10 +105,7 @@ def _read_table(root: Path) -> dict[str, str]:
     """File id -> BI-RADS from INbreast.csv (any delimiter) or INbreast.xls; empty when neither exists."""
     csv_path, xls_path = root / "INbreast.csv", root / "INbreast.xls"
     if csv_path.is_file():
-        text = csv_path.read_text(encoding="utf-8-sig", errors="replace")
-        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=";,\t")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(text.splitlines(), dialect=dialect)]
-        source = csv_path
+        rows, source = _csv_rows(csv_path), csv_path
     elif xls_path.is_file():
         rows, source = _xls_rows(xls_path), xls_path
     else:
@@ -117,6 +114,18 @@ def _read_table(root: Path) -> dict[str, str]:
     if rows and ("File Name" not in rows[0] or "Bi-Rads" not in rows[0]):
         raise ValueError(f"{source}: expected columns 'File Name' and 'Bi-Rads'")
     return {row["File Name"].split(".")[0]: row["Bi-Rads"] for row in rows if row.get("File Name")}
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of INbreast.csv, whatever its delimiter. Bytes that are not UTF-8 are replaced: the columns
+    used (file names, BI-RADS) are ASCII, so a table in another encoding loses nothing that is used."""
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=";,\t")
+    except (IndexError, csv.Error) as err:  # an empty file, or a header without any of the delimiters
+        raise ValueError(f"{path}: not a table separated by ';', ',' or tabs") from err
+    rows = csv.DictReader(lines, dialect=dialect, restval="")
+    return [{key.strip(): value.strip() for key, value in row.items() if key is not None} for row in rows]  # None: cells past the header
 
 
 def _xls_rows(path: Path) -> list[dict[str, str]]:

@@ -9,10 +9,13 @@ dropped silently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .regions import RegionRule
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,12 @@ class Skip:
 
 @dataclass
 class ReadResult:
-    """What a reader found: usable image records and what it had to leave out."""
+    """What a reader found: usable image records, what it had to leave out, and the folders it read
+    (or searched) besides those of the records' files, where ``prepare`` must not write."""
 
     records: list[ImageRecord] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    folders: set[Path] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,8 @@ class LesionRecord:
     lesion: str
     pathology: str
     source: str
+
+
+def safe_name(lesion: str) -> str:
+    """The file-name form of a lesion id (crops are named by it): runs of other characters become ``_``."""
+    return _UNSAFE.sub("_", lesion)
