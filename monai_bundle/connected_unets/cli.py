@@ -65,7 +65,7 @@ def _segment(args: argparse.Namespace) -> int:
     results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image))
     masks = [result.mask for result in results]
     algorithm = Algorithm(display_name(args.model), __version__)
-    mask_path, *tables = save_results(masks, boxes, args.out, image, algorithm, [result.confidence for result in results])
+    mask_path, *tables = save_results(masks, boxes, args.out, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
     empty = [str(index + 1) for index, result in enumerate(results) if not result.found]
     note = f"; no mass found in ROI {', '.join(empty)}" if empty else ""
     pixels = int(np.logical_or.reduce(masks).sum())

@@ -23,13 +23,14 @@ from monai.inferers import Inferer
 from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_networks, weights_file
 from .fast import fast_if_equivalent
 from .precision import resolve_precision
-from .roi import mask_box, validate_box
+from .mass_check import covers_image, image_range_fraction, mass_contrast
+from .roi import MarginRule, expand_box, mask_box, validate_box
 from .test_time import VIEWS, averaged_views, box_moved, confidence, view_agreement
 
 logger = logging.getLogger(__name__)
 
 #: inference.yaml keys that Segmenter.from_bundle(**options) may override
-TEST_TIME_KEYS = ("tta", "refine_rounds", "precision")
+TEST_TIME_KEYS = ("tta", "refine_rounds", "precision", "min_mass_contrast", "min_image_range", "max_box_fraction")
 
 class ROIBatchInferer(Inferer):
     """Run a (B, N, C, H, W) stack of N ROIs per image through the network as one (B*N) batch."""
@@ -108,6 +109,9 @@ class Segmenter:
         tta_views: int = 1,
         refine_rounds: int = 0,
         precision: str = "fp32",
+        min_mass_contrast: float = 0.0,
+        min_image_range: float = 0.0,
+        max_box_fraction: float = 1.0,
     ) -> None:
         self.network = network.to(device).eval()
         self.preprocessing = preprocessing
@@ -122,6 +126,9 @@ class Segmenter:
         if self.refine_rounds not in (0, 1, 2):
             raise ValueError(f"refine_rounds {refine_rounds}: 0 (off), 1 or 2")
         self.precision = precision
+        self.min_mass_contrast = float(min_mass_contrast)
+        self.min_image_range = float(min_image_range)
+        self.max_box_fraction = float(max_box_fraction)
 
     @classmethod
     def from_bundle(
@@ -177,12 +184,15 @@ class Segmenter:
         if len(boxes) == 0:
             raise ValueError(f"{source}: no ROI box given")
         checked = [validate_box(box, array.shape, source) for box in _box_list(boxes, source)]
-        for x0, y0, x1, y1 in checked:
-            inside = array[y0:y1, x0:x1]
-            if inside.min() == inside.max():  # e.g. a box drawn on the black background
-                raise ValueError(f"{source}: box {[x0, y0, x1, y1]} covers only pixels of one value ({inside.min():g}): nothing to segment")
+        refused = self._nothing_to_segment(array, checked)
+        todo = [index for index, reason in enumerate(refused) if not reason]
         history = [[box] for box in checked]
-        masks, scores = self._one_pass(array, checked, source)
+        masks = [np.zeros(array.shape, dtype=np.uint8) for _ in checked]
+        scores = [0.0] * len(checked)
+        if todo:
+            done, done_scores = self._one_pass(array, [checked[i] for i in todo], source)
+            for index, mask, score in zip(todo, done, done_scores):
+                masks[index], scores[index] = mask, score
         for _ in range(self.refine_rounds):
             moving = []
             for index, mask in enumerate(masks):
@@ -197,10 +207,36 @@ class Segmenter:
                 history[index].append(box)
                 masks[index], scores[index] = mask, score
         results = []
-        for box, mask, score, boxes_used in zip(checked, masks, scores, history):
-            found = bool(mask.any())
-            results.append(ROIResult(box, mask, score if found else 0.0, found, "" if found else "no mass-like region in the box", boxes_used))
+        for box, mask, score, boxes_used, reason in zip(checked, masks, scores, history, refused):
+            if not reason and mask.any() and self.min_mass_contrast > 0:
+                contrast = mass_contrast(array, mask, expand_box(boxes_used[-1], array.shape, MarginRule()))
+                if contrast < self.min_mass_contrast:
+                    reason = f"no mass-like region: the outline is not brighter than its surroundings (contrast {contrast:.2f} < {self.min_mass_contrast:g})"
+            if not reason and not mask.any():
+                reason = "no mass-like region: the network outlined nothing"
+            found = not reason
+            results.append(ROIResult(box, mask if found else np.zeros_like(mask), score if found else 0.0, found, reason, boxes_used))
+            if not found:
+                logger.info("%s: box %s: %s", source, list(box), reason)
         return results
+
+    def _nothing_to_segment(self, array: np.ndarray, boxes: Sequence[Sequence[int]]) -> list[str]:
+        """Per box, why there is nothing to segment ("" when the network should look): a flat box,
+        an image with (almost) no value range, a box over (nearly) the whole image."""
+        span = image_range_fraction(array)
+        reasons = []
+        for box in boxes:
+            x0, y0, x1, y1 = box
+            inside = array[y0:y1, x0:x1]
+            if inside.min() == inside.max():  # e.g. a box drawn on the black background
+                reasons.append(f"nothing to segment: the box covers only pixels of one value ({inside.min():g})")
+            elif span is not None and span < self.min_image_range:
+                reasons.append(f"nothing to segment: the image's values span only {span:.1%} of their range (near black or faint noise)")
+            elif covers_image(box, array.shape, self.max_box_fraction):
+                reasons.append(f"the box covers {self.max_box_fraction:.0%} or more of the image: draw it around one mass")
+            else:
+                reasons.append("")
+        return reasons
 
     def _one_pass(self, array: np.ndarray, boxes: Sequence[Sequence[int]], source: str) -> tuple[list[np.ndarray], list[float]]:
         """Full-size masks and confidences of ``boxes`` from one batch through the network."""
@@ -240,6 +276,9 @@ def build_segmenter(
     precision: str = "auto",
     tta: bool | int = False,
     refine_rounds: int = 0,
+    min_mass_contrast: float = 0.0,
+    min_image_range: float = 0.0,
+    max_box_fraction: float = 1.0,
 ) -> Segmenter:
     """The Segmenter of inference.yaml's parts (its ``segmenter`` entry): loads ``weights`` into
     ``network`` (one-line errors), swaps in the checked fast copy when ``fast``, and runs bf16 where
@@ -258,6 +297,7 @@ def build_segmenter(
     return Segmenter(
         network=network, preprocessing=preprocessing, inferer=inferer, roi_postprocessing=roi_postprocessing, device=device,
         amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, precision=resolved,
+        min_mass_contrast=min_mass_contrast, min_image_range=min_image_range, max_box_fraction=max_box_fraction,
     )  # fmt: skip
 
 
