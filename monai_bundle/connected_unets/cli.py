@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import __version__
 from .bundle import DEFAULT_NETWORK, network_names
 from .io import ImageReadError
 
@@ -203,10 +204,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connected-unets", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (also after the command)")
+    verbosity = argparse.ArgumentParser(add_help=False)  # -v after the command too; SUPPRESS keeps a -v given before it
+    verbosity.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    segment = commands.add_parser("segment", help="segment the masses inside ROI boxes of one image")
+    segment = commands.add_parser("segment", parents=[verbosity], help="segment the masses inside ROI boxes of one image")
     segment.add_argument("image", type=Path, help="mammogram: PNG, JPEG, DICOM, NIfTI or NRRD")
     segment.add_argument(
         "--box", nargs=4, type=float, action="append", required=True, metavar=("X0", "Y0", "X1", "Y1"),
@@ -220,17 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(segment)
     segment.set_defaults(run=_segment)
 
-    demo = commands.add_parser("demo", help="segment the shipped sample mammograms and print Dice")
+    demo = commands.add_parser("demo", parents=[verbosity], help="segment the shipped sample mammograms and print Dice")
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default %(default)s)")
     _add_model_options(demo)
     demo.set_defaults(run=_demo)
 
-    models = commands.add_parser("models", help="list the networks and which of them have shipped weights")
+    models = commands.add_parser("models", parents=[verbosity], help="list the networks and which of them have shipped weights")
     models.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the installed one)")
     models.set_defaults(run=_models)
 
     prep = commands.add_parser(
-        "prepare", help="turn a dataset (CBIS-DDSM, INbreast, a folder) into lesion ROIs and a datalist.json for training"
+        "prepare", parents=[verbosity], help="turn a dataset (CBIS-DDSM, INbreast, a folder) into lesion ROIs and a datalist.json for training"
     )
     prep.add_argument("--dataset", required=True, choices=("cbis-ddsm", "inbreast", "folder"))
     prep.add_argument("--root", type=Path, required=True, help="the dataset folder as downloaded")
@@ -247,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--manifest", type=Path, default=None, help="folder: CSV manifest (default ROOT/manifest.csv when present)")
     prep.set_defaults(run=_prepare)
     evaluate = commands.add_parser(
-        "evaluate", help="score a model on a split of a datalist.json: per-lesion CSV, summary with CIs, figures"
+        "evaluate", parents=[verbosity], help="score a model on a split of a datalist.json: per-lesion CSV, summary with CIs, figures"
     )
     evaluate.add_argument(
         "--dataset-dir", type=Path, default=None,

@@ -21,7 +21,7 @@ import torch
 from monai.inferers import Inferer
 
 from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_networks, weights_file
-from .fast import fast_if_equivalent
+from .fast import FastNetwork, fast_if_equivalent
 from .precision import resolve_precision
 from .mass_check import covers_image, image_range_fraction, mass_contrast
 from .roi import MarginRule, expand_box, mask_box, validate_box
@@ -290,10 +290,11 @@ def build_segmenter(
     if str(precision) == "auto" and resolved == "bf16" and not bf16_verified(weights):
         logger.info("%s: no record that bf16 masks match fp32 for these weights; inference runs in fp32", weights)
         resolved = "fp32"
-    if isinstance(tta, bool):
-        views = len(VIEWS) if tta else 1
-    else:
-        views = int(tta)
+    views = (len(VIEWS) if tta else 1) if isinstance(tta, bool) else int(tta)
+    logger.info(
+        "%s on %s: %s path, %s, TTA views %d, refinement rounds %d", weights, device,
+        "fast" if isinstance(network, FastNetwork) else "plain", resolved, views, refine_rounds,
+    )  # fmt: skip
     return Segmenter(
         network=network, preprocessing=preprocessing, inferer=inferer, roi_postprocessing=roi_postprocessing, device=device,
         amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, precision=resolved,
