@@ -4,7 +4,11 @@ run`` execute one config and write one report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.dummy import Process as PoolThread
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,32 @@ from ignite.engine import Events
 from .cases import check_inputs
 
 __all__ = ["evaluation_workflow", "load_cases", "run_evaluation"]
+
+logger = logging.getLogger(__name__)
+
+POOL_THREAD_WAIT_S = 60.0  # a worker finishes at most the case it is loading, then takes its sentinel
+
+
+@contextmanager
+def _pool_threads_joined(timeout_s: float = POOL_THREAD_WAIT_S) -> Iterator[None]:
+    """Wait, on the way out, for the thread-pool workers started inside the block.
+
+    Why: the evaluator's CacheDataset loads cases on a ``ThreadPool``; when one case fails (a
+    missing image), the pool's ``terminate`` neither stops nor joins a worker that is still
+    loading another case. That daemon thread is then inside a torch call when the interpreter
+    finalizes; on its way back to the GIL Python ends it with ``pthread_exit``, whose unwinding
+    through torch's C++ frames calls ``std::terminate``: the process aborts with status 134
+    ("terminate called without an active exception") right after the one-line error.
+    """
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        for thread in set(threading.enumerate()) - before:
+            if isinstance(thread, PoolThread):
+                thread.join(timeout_s)
+                if thread.is_alive():
+                    logger.warning("data-loading thread %s still running after %.0f s", thread.name, timeout_s)
 
 
 def evaluation_workflow(
@@ -58,10 +88,11 @@ def run_evaluation(workflow: Any, on_cases: Callable[[int], None] | None = None)
     """Run an :func:`evaluation_workflow` (its ``run`` and ``finalize`` expressions, as
     ``monai.bundle run`` does); ``on_cases(n)`` is called as each batch of n cases is scored (a
     progress bar). Returns the report's summary."""
-    if on_cases is not None:
-        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-        evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: on_cases(len(engine.state.output)))
-    workflow.run()
+    with _pool_threads_joined():  # the cases load here unless load_cases ran first
+        if on_cases is not None:
+            evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+            evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: on_cases(len(engine.state.output)))
+        workflow.run()
     workflow.finalize()
     summary = workflow.parser.get_parsed_content("report").summary
     if summary is None:
@@ -72,5 +103,6 @@ def run_evaluation(workflow: Any, on_cases: Callable[[int], None] | None = None)
 def load_cases(workflow: Any) -> int:
     """Build the workflow's evaluator, which loads and caches the cases, and return their number
     (the total of a progress bar that then counts only the scoring)."""
-    workflow.parser.get_parsed_content("validate#evaluator")
+    with _pool_threads_joined():
+        workflow.parser.get_parsed_content("validate#evaluator")
     return len(workflow.parser.get_parsed_content("validate#dataset"))
