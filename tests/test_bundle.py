@@ -290,9 +290,12 @@ def test_inference_writes_one_full_size_mask_per_sample_image(trained, tmp_path)
     run_in_process(
         [COMMON, INFERENCE], model_file=str(trained.model), output_dir=str(out), roi_size=ROI, **{"network_def#features": TINY}
     )
-    expected = {Path(sample["image"]).stem + "_mask.png" for sample in SAMPLES}
-    assert len(expected) == 6
-    assert {p.name for p in out.iterdir()} == expected
+    stems = [Path(sample["image"]).stem for sample in SAMPLES]
+    assert len(set(stems)) == 6
+    expected = {f"{stem}_mask{suffix}" for stem in stems for suffix in (".png", "_rois.csv", "_rois.json")}
+    assert {p.name for p in out.iterdir()} == expected | {"inference_summary.json"}
+    summary = json.loads((out / "inference_summary.json").read_text())
+    assert len(summary["written"]) == 6 and summary["skipped"] == []
     for sample in SAMPLES:
         image = np.asarray(Image.open(BUNDLE / "sample_data" / sample["image"]))
         mask = np.asarray(Image.open(out / (Path(sample["image"]).stem + "_mask.png")))
@@ -325,11 +328,12 @@ def test_ckpt_export_gives_torchscript_with_the_eager_outputs(trained, tmp_path)
         input_shape=[1, 3, 32, 32],
         **{"network_def#features": TINY},
     )
-    extra = {"metadata.json": "", "inference.json": ""}
+    extra = {"metadata.json": "", "common.json": "", "inference.json": ""}
     scripted = torch.jit.load(str(exported), map_location="cpu", _extra_files=extra)
     meta = json.loads(extra["metadata.json"])
     assert meta["network_data_format"] == json.loads(META.read_text())["network_data_format"]
-    assert json.loads(extra["inference.json"])["network_def"]["name"] == "@network_name"
+    assert json.loads(extra["common.json"])["network_def"]["name"] == "@network_name"  # the network lives in common.yaml
+    assert "segmenter" in json.loads(extra["inference.json"])
 
     eager = tiny_network()
     eager.load_state_dict(load_state(trained.model))

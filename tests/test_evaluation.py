@@ -37,7 +37,7 @@ ROIS = BUNDLE / "sample_data" / "rois"
 DATALIST = json.loads((ROIS / "datalist.json").read_text())
 VALIDATION = [entry["lesion"] for entry in DATALIST["validation"]]
 UNET = BUNDLE / "models" / "unet.pt"
-REPORT_FILES = ("cases.csv", "summary.json", "summary.md", "roc.png", "montage.png")
+REPORT_FILES = ("cases.csv", "summary.json", "summary.md", "roc.png", "montage.png", "run.json")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -215,7 +215,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         f"![best, median and worst lesion: reference green, prediction red]({MONTAGE_PNG})",
         "",
         f"Files: `{CASES_CSV}` (one row per lesion: Dice, IoU, AUC, boxes in pixels of the lesion image as "
-        f"x0 y0 x1 y1, the scored crop as roi_box), `{SUMMARY_JSON}` (these numbers), `{ROC_PNG}`, `{MONTAGE_PNG}`.",
+        f"x0 y0 x1 y1, the scored crop as roi_box), `{SUMMARY_JSON}` (these numbers), `{ROC_PNG}`, `{MONTAGE_PNG}`, "
+        "`run.json` (how the run was made: config, package versions, git commit, data checksums, seed).",
         f"Confidence intervals: percentile bootstrap ({boot['resamples']} resamples, seed {boot['seed']}). "
         "'Lesions resampled' (`ci` in the JSON) treats lesions as independent; 'patients resampled' "
         f"(`ci_patient`) draws the {n_patients} patients with all their lesions. Lesions of one patient "
