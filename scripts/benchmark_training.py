@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from connected_unets.bundle import open_config
 from connected_unets.fast import optimize_for_inference
 from connected_unets.io import atomic_output
 from connected_unets.losses import DiceIoULoss
@@ -119,6 +120,13 @@ def infer_one_roi(model: nn.Module, precision: str) -> Callable[[], torch.Tensor
     return call
 
 
+def build_network(name: str) -> nn.Module:
+    """One of the six networks, or ``dynunet``: the peer of configs/dynunet.yaml (nnU-Net-style DynUNet)."""
+    if name == "dynunet":
+        return open_config(["dynunet.yaml"]).get_parsed_content("network_def")
+    return get_network(name, in_channels=3, out_channels=1)
+
+
 def build_tasks(models: list[str], settings: list[str], threads: list[int], batch: int) -> list[Task]:
     torch.manual_seed(0)
     x = torch.rand(batch, 3, ROI, ROI)
@@ -126,7 +134,7 @@ def build_tasks(models: list[str], settings: list[str], threads: list[int], batc
     tasks = []
     for name in models:
         torch.manual_seed(0)
-        model = get_network(name, in_channels=3, out_channels=1)
+        model = build_network(name)
         for n in threads:
             tasks += [Task(name, "train", s, n, train_step(model, s, x, y)) for s in settings]
             tasks += [Task(name, "infer", p, n, infer_one_roi(model, p)) for p in ("fp32", "bf16")]
@@ -171,7 +179,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--models", nargs="+", default=["connected_resunets", "unet"], choices=list(NETWORKS))
+    parser.add_argument("--models", nargs="+", default=["connected_resunets", "unet"], choices=[*NETWORKS, "dynunet"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)

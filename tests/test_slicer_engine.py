@@ -48,8 +48,9 @@ def test_find_bundle_follows_the_catalogue_environment_variable(tmp_path, monkey
     chosen = _bundle(tmp_path / "trained")
     monkeypatch.setenv(catalogue.BUNDLE_ENV, str(chosen))
     assert engine.find_bundle(REPO / "SlicerConnectedUNets") == chosen.resolve()
-    monkeypatch.setenv(catalogue.BUNDLE_ENV, str(tmp_path / "no bundle here"))  # the catalogue falls back
-    assert engine.find_bundle(REPO / "SlicerConnectedUNets") == catalogue.bundle_dir() == BUNDLE.resolve()
+    monkeypatch.setenv(catalogue.BUNDLE_ENV, str(tmp_path / "no bundle here"))  # named, so no silent fall-back
+    with pytest.raises(engine.InputError, match="names no Connected-UNets bundle"):
+        engine.find_bundle(REPO / "SlicerConnectedUNets")
 
 
 def test_the_panel_offers_the_shipped_networks_default_first():
