@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -73,6 +75,33 @@ def write_dicom(ds: pydicom.Dataset, path: Path, pixels: np.ndarray, photometric
 def crop(ds: pydicom.Dataset) -> np.ndarray:
     """A 128 x 96 patch of breast tissue, to keep synthetic DICOM copies small."""
     return ds.pixel_array[2000:2128, 1000:1096].copy()
+
+
+def read_error(path: Path) -> str:
+    """load_image's ImageReadError message for ``path``, checked to be one line that names the file."""
+    with pytest.raises(ImageReadError) as caught:
+        load_image(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def true_files(tmp_path_factory, sample_dir, gray_picture, real_dataset) -> dict[str, Path]:
+    """One correctly named file per format: a real DICOM header over a crop, the sample JPEG, and
+    PNG, NIfTI (.nii, .nii.gz) and NRRD copies of its picture (not square, so a transposition shows)."""
+    import itk
+
+    folder = tmp_path_factory.mktemp("true_files")
+    picture = gray_picture[:, :300]
+    Image.fromarray(picture).save(folder / "picture.png")
+    lps = nib.Nifti1Image(picture.T[:, :, None].astype(np.int16), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    nib.save(lps, folder / "picture.nii.gz")
+    nib.save(lps, folder / "picture.nii")
+    itk.imwrite(itk.imread(str(folder / "picture.png")), str(folder / "picture.nrrd"))
+    shutil.copy(sample_dir / "images" / f"{SAMPLE}.jpg", folder / "picture.jpg")
+    write_dicom(real_dataset, folder / "picture.dcm", crop(real_dataset))
+    return {path.name.split(".", 1)[1]: path for path in folder.iterdir()}
 
 
 # ---------------------------------------------------------------- real DICOMs
@@ -206,6 +235,48 @@ def test_dicom_without_pixel_data_is_rejected(tmp_path):
         load_image(tmp_path / "no_pixels.dcm")
 
 
+def test_dicom_cut_to_1_kb_says_it_is_truncated(tmp_path):
+    """It said "unsupported Photometric Interpretation 'MO'": pydicom reads a cut header without a word."""
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(REAL_DICOMS[0].read_bytes()[:1024])
+    assert read_error(path) == f"{path}: not a readable DICOM file (file is truncated)"
+
+
+@pytest.mark.filterwarnings("ignore:Unknown encoding:UserWarning", "ignore:Invalid value for VR UI:UserWarning")  # cut values
+def test_dicom_cut_anywhere_in_its_header_says_truncated_or_cut_short(tmp_path):
+    """Every cut from the 'DICM' mark to the pixel data; a cut exactly between two elements leaves a
+    valid header-only file, which says it may be cut short."""
+    data = REAL_DICOMS[0].read_bytes()
+    header = pydicom.dcmread(REAL_DICOMS[0], stop_before_pixels=True)
+    photometric_value = header.get_item(0x00280004).value_tell
+    path = tmp_path / "cut.dcm"
+    for size in range(132, header.get_item(0x7FE00010).value_tell if 0x7FE00010 in header else 1100):
+        path.write_bytes(data[:size])
+        message = read_error(path)
+        assert message.endswith("(file is truncated)") or "cut short" in message, (size, message)
+        if size == photometric_value + 2:  # the 'MO' of MONOCHROME2
+            assert message.endswith("(file is truncated)")
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR IS:UserWarning")
+def test_dicom_with_a_value_that_is_no_number_is_a_one_line_error():
+    """pydicom's badVR.dcm (NumberOfFrames '1A') used to escape as a raw ValueError."""
+    from pydicom.data import get_testdata_file
+
+    assert "invalid literal" in read_error(Path(get_testdata_file("badVR.dcm")))
+
+
+def test_dicom_whose_preamble_holds_a_tiff_header_reads_as_dicom(caplog):
+    """DICOM allows a TIFF header in its 128-byte preamble (dual-personality files); 'DICM' decides."""
+    from pydicom.data import get_testdata_file
+
+    path = Path(get_testdata_file("MR_small.dcm"))
+    assert path.read_bytes()[:4] == b"II*\x00"
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(path)
+    assert image.dicom.SOPInstanceUID == pydicom.dcmread(path).SOPInstanceUID and not caplog.records
+
+
 # ---------------------------------------------------------------- PIL formats
 
 
@@ -268,6 +339,66 @@ def test_corrupt_png_is_rejected(tmp_path, sample_dir):
         load_image(tmp_path / "cut.png")
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_opaque_alpha_channel_is_dropped_without_warning(tmp_path, gray_picture, caplog, mode):
+    Image.fromarray(gray_picture).convert(mode).save(tmp_path / "opaque.png")
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(image.array, gray_picture)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparent_pixels_are_composited_onto_black_with_a_warning(tmp_path, gray_picture, caplog, mode):
+    """Black is a mammogram's background; the grey values are kept where the picture is opaque."""
+    alpha = np.full(gray_picture.shape, 255, np.uint8)
+    alpha[:, :100] = 0
+    alpha[:, 100:200] = 51
+    rgba = np.dstack([gray_picture] * 3 + [alpha])
+    Image.fromarray(rgba, "RGBA").convert(mode).save(tmp_path / "transparent.png")
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / "transparent.png")
+    np.testing.assert_allclose(image.array, gray_picture * (alpha / 255.0), atol=1e-3)
+    assert "transparent pixels composited onto black" in caplog.text
+
+
+def test_one_pixel_image_loads(tmp_path):
+    Image.fromarray(np.array([[77]], np.uint8)).save(tmp_path / "dot.png")
+    image = load_image(tmp_path / "dot.png")
+    assert image.array.shape == (1, 1) and image.array[0, 0] == 77
+
+
+def test_huge_6000_by_5000_image_loads_at_full_size(tmp_path):
+    """30 megapixels, over three times a full-field mammogram, well under PIL's bomb limit."""
+    values = np.zeros((5000, 6000), np.uint8)
+    values[4999, 5999] = 200
+    Image.fromarray(values).save(tmp_path / "huge.png", compress_level=1)
+    image = load_image(tmp_path / "huge.png")
+    assert image.array.shape == (5000, 6000) and image.array.dtype == np.float32
+    assert image.array[4999, 5999] == 200 and image.array.sum() == 200
+
+
+def test_png_claiming_a_decompression_bomb_size_is_a_one_line_error(tmp_path):
+    data = bytearray(_png_bytes(tmp_path, np.zeros((8, 8), np.uint8)))
+    data[16:24] = struct.pack(">II", 40000, 40000)  # IHDR width, height: 1.6 gigapixels
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(data))
+    assert "decompression bomb" in read_error(tmp_path / "bomb.png")
+
+
+def test_all_black_image_loads_as_zeros_and_an_empty_mask(tmp_path, caplog):
+    Image.fromarray(np.zeros((64, 48), np.uint8)).save(tmp_path / "black.png")
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / "black.png")
+    assert image.array.shape == (64, 48) and not image.array.any()
+    assert not load_mask(tmp_path / "black.png").any() and not caplog.records
+
+
+def _png_bytes(folder: Path, values: np.ndarray) -> bytes:
+    Image.fromarray(values).save(folder / "scratch.png")
+    return (folder / "scratch.png").read_bytes()
+
+
 # ---------------------------------------------------------------- NIfTI and ITK formats
 
 
@@ -316,12 +447,99 @@ def test_nifti_with_five_slices_is_rejected_naming_the_shape(tmp_path):
         load_image(tmp_path / "volume.nii.gz")
 
 
-def test_nifti_with_nan_is_rejected(tmp_path, gray_picture):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nifti_with_nan_or_infinity_is_rejected(tmp_path, gray_picture, bad):
     values = gray_picture.T.astype(np.float32)
-    values[10, 20] = np.nan
-    nib.save(nib.Nifti1Image(values, np.eye(4)), tmp_path / "nan.nii.gz")
-    with pytest.raises(ImageReadError, match="NaN"):
-        load_image(tmp_path / "nan.nii.gz")
+    values[10, 20] = bad
+    nib.save(nib.Nifti1Image(values, np.eye(4)), tmp_path / "bad.nii.gz")
+    assert "NaN or infinity" in read_error(tmp_path / "bad.nii.gz")
+
+
+def test_2d_nifti_loads(tmp_path, gray_picture):
+    nib.save(nib.Nifti1Image(gray_picture.T.astype(np.int16), np.diag([-1.0, -1.0, 1.0, 1.0])), tmp_path / "flat.nii")
+    np.testing.assert_array_equal(load_image(tmp_path / "flat.nii").array, gray_picture)
+
+
+@pytest.mark.parametrize("extra", [1, 2], ids=["512x512x1x1", "512x512x1x1x1"])
+def test_nifti_with_singleton_trailing_axes_loads(tmp_path, gray_picture, extra):
+    voxels = gray_picture.T.reshape(gray_picture.T.shape + (1,) * (1 + extra)).astype(np.int16)
+    nib.save(nib.Nifti1Image(voxels, np.diag([-1.0, -1.0, 1.0, 1.0])), tmp_path / "series.nii.gz")
+    np.testing.assert_array_equal(load_image(tmp_path / "series.nii.gz").array, gray_picture)
+
+
+def test_nifti_of_a_4d_series_is_rejected_naming_the_shape(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((64, 48, 1, 3), np.uint8), np.eye(4)), tmp_path / "series.nii.gz")
+    assert read_error(tmp_path / "series.nii.gz").endswith("expected a 2-D image or one slice, got shape (64, 48, 1, 3)")
+
+
+def test_one_voxel_nifti_loads(tmp_path):
+    nib.save(nib.Nifti1Image(np.full((1, 1, 1), 9, np.int16), np.eye(4)), tmp_path / "dot.nii.gz")
+    assert load_image(tmp_path / "dot.nii.gz").array.tolist() == [[9.0]]
+
+
+@pytest.mark.filterwarnings("ignore:builtin type:DeprecationWarning")  # ITK's SWIG wrappers on import
+def test_nrrd_with_singleton_trailing_axes_loads(tmp_path, gray_picture):
+    import itk
+
+    itk.imwrite(itk.image_from_array(gray_picture[None, None].astype(np.float32)), str(tmp_path / "series.nrrd"))
+    np.testing.assert_array_equal(load_image(tmp_path / "series.nrrd").array, gray_picture)
+
+
+def test_cifti_file_is_a_one_line_error():
+    """nibabel reads CIFTI-2 without an affine; this used to escape as an AttributeError."""
+    from nibabel.testing import data_path
+
+    assert "expected a 2-D image" in read_error(Path(data_path) / "row_major.dconn.nii")
+
+
+def test_cut_uncompressed_nifti_says_it_is_truncated(tmp_path, true_files):
+    data = true_files["nii"].read_bytes()
+    (tmp_path / "cut.nii").write_bytes(data[: len(data) // 2])
+    assert "file is truncated" in read_error(tmp_path / "cut.nii")
+
+
+# ---------------------------------------------------------------- files read by their content
+
+
+@pytest.mark.parametrize(
+    "true_format, name, says",
+    [
+        ("dcm", "mammogram.png", "the file is DICOM, not PNG"),
+        ("png", "mask.dcm", "the file is PNG, not DICOM"),
+        ("jpg", "picture.png", "the file is JPEG, not PNG"),
+        ("png", "picture.jpg", "the file is PNG, not JPEG"),
+        ("nii.gz", "volume.png", "the file is NIfTI, not PNG"),
+        ("nii", "volume.dcm", "the file is NIfTI, not DICOM"),
+        ("nrrd", "picture.jpg", "the file is NRRD, not JPEG"),
+        ("dcm", "picture.nii.gz", "the file is DICOM, not NIfTI"),
+    ],
+)
+def test_mislabelled_file_reads_by_its_content_with_a_warning(tmp_path, caplog, true_files, true_format, name, says):
+    shutil.copy(true_files[true_format], tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / name)
+    np.testing.assert_array_equal(image.array, load_image(true_files[true_format]).array)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / name}: {says} as its extension says; reading it as {says.split()[3].rstrip(',')}"
+    ]
+
+
+@pytest.mark.parametrize("true_format, name", [("nii.gz", "plain.nii"), ("nii", "packed.nii.gz")])
+def test_nifti_reads_gzipped_or_not_whatever_its_name_says_without_warning(tmp_path, caplog, true_files, true_format, name):
+    shutil.copy(true_files[true_format], tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / name)
+    np.testing.assert_array_equal(image.array, load_image(true_files[true_format]).array)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("name", ["picture.xyz", "IM000001", "1.2.840.113619.2.5"])
+def test_file_with_an_unknown_or_no_extension_reads_by_its_content_without_warning(tmp_path, caplog, true_files, name):
+    shutil.copy(true_files["jpg"], tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="connected_unets.io"):
+        image = load_image(tmp_path / name)
+    np.testing.assert_array_equal(image.array, load_image(true_files["jpg"]).array)
+    assert not caplog.records
 
 
 # ---------------------------------------------------------------- masks as PNG
@@ -413,13 +631,40 @@ def test_directory_is_rejected(tmp_path):
         load_image(tmp_path)
 
 
-def test_zero_byte_file_is_rejected(tmp_path):
-    (tmp_path / "empty.dcm").touch()
-    with pytest.raises(ImageReadError, match="empty"):
-        load_image(tmp_path / "empty.dcm")
+@pytest.mark.parametrize("name", ["empty.dcm", "empty.png", "empty.jpg", "empty.nii.gz", "empty.nrrd"])
+def test_zero_byte_file_is_rejected(tmp_path, name):
+    (tmp_path / name).touch()
+    assert read_error(tmp_path / name) == f"{tmp_path / name}: empty file (0 bytes)"
 
 
-def test_unknown_extension_is_rejected(tmp_path, sample_dir):
-    shutil.copy(sample_dir / "images" / f"{SAMPLE}.jpg", tmp_path / "picture.xyz")
-    with pytest.raises(ImageReadError, match="'.xyz'"):
-        load_image(tmp_path / "picture.xyz")
+def test_directory_named_like_an_image_is_rejected(tmp_path):
+    (tmp_path / "scan.dcm").mkdir()
+    assert read_error(tmp_path / "scan.dcm").endswith("is a directory, not an image file")
+
+
+def test_unknown_extension_without_an_image_signature_is_rejected(tmp_path):
+    (tmp_path / "notes.xyz").write_text("not an image\n" * 50)
+    assert "unsupported file type (extension '.xyz')" in read_error(tmp_path / "notes.xyz")
+
+
+@pytest.mark.parametrize("true_format", ["png", "jpg", "dcm", "nii", "nii.gz", "nrrd"])
+def test_file_cut_in_half_is_a_one_line_error(tmp_path, true_files, true_format):
+    data = true_files[true_format].read_bytes()
+    (tmp_path / f"cut.{true_format}").write_bytes(data[: len(data) // 2])
+    read_error(tmp_path / f"cut.{true_format}")
+
+
+@pytest.mark.parametrize("true_format", ["png", "jpg", "dcm", "nii", "nii.gz", "nrrd"])
+def test_path_with_spaces_and_non_ascii_characters_reads(tmp_path, true_files, true_format):
+    folder = tmp_path / "dossier patiente é" / "乳房 X 線"
+    folder.mkdir(parents=True)
+    path = folder / f"mammo gramme ü.{true_format}"
+    shutil.copy(true_files[true_format], path)
+    image = load_image(path)
+    assert image.path == path
+    np.testing.assert_array_equal(image.array, load_image(true_files[true_format]).array)
+
+
+def test_missing_file_with_a_non_ascii_name_is_named_in_the_error(tmp_path):
+    path = tmp_path / "dossier é" / "absent ü.dcm"
+    assert read_error(path) == f"{path}: file not found"

@@ -56,13 +56,13 @@ def _segment(args: argparse.Namespace) -> int:
 
     from . import __version__
     from .bundle import display_name
-    from .io import load_image
+    from .io import box_in_viewer, load_image
     from .roi import validate_box
     from .writers import Algorithm, check_output, save_results
 
     image = load_image(args.image)
     check_output(args.out, image)  # a wrong --out or box is reported before time goes into loading the model
-    boxes = [validate_box(box, image.array.shape, str(args.image)) for box in args.box]
+    boxes = [validate_box(box_in_viewer(box, image, args.box_space), image.array.shape, str(args.image)) for box in args.box]
     results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image))
     masks = [result.mask for result in results]
     algorithm = Algorithm(display_name(args.model), __version__)
@@ -214,8 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("image", type=Path, help="mammogram: PNG, JPEG, DICOM, NIfTI or NRRD")
     segment.add_argument(
         "--box", nargs=4, type=float, action="append", required=True, metavar=("X0", "Y0", "X1", "Y1"),
-        help="ROI in pixels (x = column, y = row, end exclusive); repeat for several ROIs",
+        help="ROI in pixels (x0 < x1, y0 < y1, end exclusive) in the --box-space; repeat for several ROIs",
     )
+    segment.add_argument(
+        "--box-space", choices=("viewer", "array"), default="viewer",
+        help="what box pixels mean. viewer (default): x = column, y = row of the picture as a viewer shows it, "
+        "row 0 at the top; a NIfTI/NRRD as 3D Slicer's or ITK-SNAP's axial view draws it (patient right on the left, "
+        "anterior at the top), a JPEG/PNG with its EXIF rotation. array: x indexes the first and y the second in-plane "
+        "axis of the stored voxel array, as nibabel (data[x, y]) and ITK (index i, j) give it; the same as viewer for "
+        "DICOM and a PNG/JPEG without EXIF rotation, the 180-degree turned picture for a NIfTI with an identity affine. "
+        "The mask file overlays the image either way; the ROI tables give the boxes in viewer pixels",
+    )  # fmt: skip
     segment.add_argument(
         "--out", type=Path, required=True,
         help="mask file: .png (0/255) or .nii/.nii.gz (0/1) with all ROIs in one mask; .seg.nrrd (3D Slicer) or .dcm "
