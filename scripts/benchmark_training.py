@@ -27,7 +27,6 @@ import argparse
 import copy
 import datetime
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from connected_unets.fast import optimize_for_inference
 from connected_unets.io import atomic_output
 from connected_unets.losses import DiceIoULoss
 from connected_unets.networks import NETWORKS, get_network
-from connected_unets.precision import PrecisionInferer, cpu_has_fast_bf16, to_memory_format
+from connected_unets.precision import PrecisionInferer, cpu_has_fast_bf16, cpu_model, to_memory_format
 
 SETTINGS: dict[str, tuple[bool, str, bool]] = {  # name: (channels_last, precision, compiled)
     "fp32": (False, "fp32", False),
@@ -58,16 +57,8 @@ ROI = 256
 
 def cpu_description() -> dict[str, Any]:
     """What the figures depend on: the CPU's name, its bf16 units and torch's SIMD level."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": name,
+        "cpu": cpu_model(),
         "simd": torch.backends.cpu.get_cpu_capability(),
         "amx": bool(torch.cpu._is_amx_tile_supported()),
         "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),

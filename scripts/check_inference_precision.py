@@ -27,19 +27,12 @@ from connected_unets.bundle import DEFAULT_NETWORK, weights_file
 from connected_unets.inference import Segmenter, file_sha256
 from connected_unets.io import atomic_output, load_image, load_mask
 from connected_unets.metrics import dice
-from connected_unets.precision import cpu_has_fast_bf16
+from connected_unets.precision import cpu_has_fast_bf16, cpu_model
 from connected_unets.roi import MarginRule, expand_box, validate_box
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_AGREEMENT = 0.999
 MAX_DICE_CHANGE = 0.001
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "cpu"
 
 
 def main() -> None:
@@ -80,7 +73,7 @@ def main() -> None:
         "criteria": f"pixel agreement >= {MIN_AGREEMENT}, |Dice change| < {MAX_DICE_CHANGE}",
         "weights_sha256": file_sha256(weights),
         "torch": torch.__version__,
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}",
     }
     record_file = Path(weights).with_suffix(".json")

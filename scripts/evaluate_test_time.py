@@ -32,6 +32,7 @@ from connected_unets.evaluation import bootstrap_ci
 from connected_unets.inference import Segmenter
 from connected_unets.io import atomic_output, load_image, load_mask
 from connected_unets.metrics import dice, iou
+from connected_unets.precision import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -93,7 +94,7 @@ def main() -> None:
                 "iou90": float(np.mean(np.array(ious) >= 0.9)), "seconds_median": statistics.median(times),
                 "spearman_confidence_dice": float(spearmanr(confidences, dices).statistic),
             }  # fmt: skip
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "cpu")
+    cpu = cpu_model()
     lines = [
         f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"precision {args.precision}, weights `{args.weights or 'shipped'}`, {len(lesions)} '{args.split}' lesions of `{args.dataset_dir.name}`; "

@@ -23,13 +23,12 @@ import argparse
 import csv
 import datetime
 import json
-import platform
 import re
 from pathlib import Path
 
 from connected_unets.bundle import display_name, weights_name
 from connected_unets.io import atomic_output
-from connected_unets.precision import cpu_has_fast_bf16
+from connected_unets.precision import cpu_has_fast_bf16, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / "monai_bundle" / "docs" / "ledger"
@@ -55,13 +54,7 @@ def write_csv(path: Path, rows: list[dict], fields: list[str] | tuple[str, ...])
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + (" (AMX/AVX512-BF16)" if cpu_has_fast_bf16() else " (no bf16 units)")
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model() + (" (AMX/AVX512-BF16)" if cpu_has_fast_bf16() else " (no bf16 units)")
 
 
 def add(args: argparse.Namespace) -> None:

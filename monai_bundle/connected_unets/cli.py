@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .bundle import DEFAULT_NETWORK, network_names
+from .bundle import DEFAULT_NETWORK, network_names, user_error
 from .io import ImageReadError
 
 
@@ -157,17 +157,6 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_error(err: BaseException) -> BaseException:
-    """The user's mistake behind a config-system error: MONAI wraps what a config expression or
-    component raises in RuntimeError("Failed to evaluate ..."); report the cause instead."""
-    cause: BaseException | None = err
-    while cause is not None:
-        if isinstance(cause, (ValueError, OSError)):
-            return cause
-        cause = cause.__cause__
-    return err
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -182,7 +171,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         with tqdm(total=load_cases(workflow), desc="evaluating", unit="case") as bar:
             summary = run_evaluation(workflow, on_cases=bar.update)
     except RuntimeError as err:
-        raise _user_error(err) from err
+        raise user_error(err) from err
     rows = [("Dice", summary["dice"]), ("IoU", summary["iou"]), ("pixel AUC", summary["auc"])]
     print(f"{summary['n_cases']} lesions of '{args.split}', {args.model}")
     print(f"{'metric':<16} {'mean':>6} {'median':>6}  95 % CI of the mean")

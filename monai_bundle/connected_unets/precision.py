@@ -13,7 +13,9 @@ changes no value, only strides.
 from __future__ import annotations
 
 import logging
+import platform
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +24,20 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRECISIONS", "PrecisionInferer", "cpu_has_fast_bf16", "resolve_precision", "to_memory_format"]
+__all__ = ["PRECISIONS", "PrecisionInferer", "cpu_has_fast_bf16", "cpu_model", "resolve_precision", "to_memory_format"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), which every measured figure is stated beside."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -117,26 +117,16 @@ def data_checksums(datalist_file: str | Path, dataset_dir: str | Path | None = N
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: str | torch.device) -> dict[str, Any]:
     """The device, CPU and GPU the numbers came from (bf16 units and thread count change them)."""
-    from .precision import cpu_has_fast_bf16
+    from .precision import cpu_has_fast_bf16, cpu_model
 
     device = torch.device(device)
     info: dict[str, Any] = {
         "device": str(device),
         "host": platform.node(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_bf16_units": cpu_has_fast_bf16(),
         "torch_threads": torch.get_num_threads(),
