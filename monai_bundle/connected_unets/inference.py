@@ -324,12 +324,16 @@ def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]]
     image is one ROI) into ``output_dir``: ``<stem>_mask.png`` and the per-ROI tables the CLI writes
     (``_mask_rois.csv``/``.json``). A bad item is logged in one line and skipped, the others are
     written; ``inference_summary.json`` lists both. This is what ``monai.bundle run`` with
-    inference.yaml runs."""
+    inference.yaml runs, so an ``output_dir`` that cannot be written is refused before the first
+    image as training refuses one (:func:`connected_unets.preflight.check_writable`: a one-line
+    :class:`~connected_unets.preflight.SetupError`, exit status 1), not by a skip per image and a
+    traceback at the end."""
     from . import __version__
     from .io import ImageReadError, atomic_output, load_image
+    from .preflight import check_writable
     from .writers import Algorithm, save_results
 
-    output_dir = Path(output_dir)
+    output_dir = check_writable(output_dir, what="output_dir")
     algorithm = Algorithm(display_name(network_name), __version__)
     written, skipped = [], []
     for item, name in zip(datalist, mask_names([str(item.get("image", "")) for item in datalist])):

@@ -67,6 +67,7 @@ def check_output(path: str | Path, image: LoadedImage) -> None:
         raise ValueError(f"{target}: cannot save a segmentation as '{target.suffix}'; use {', '.join(OUTPUT_SUFFIXES)}")
     if name.endswith(".dcm"):
         _check_dicom_source(target, image)
+    _check_folder(target)
     if _same_file(target, image.path):
         raise ValueError(f"{target}: is the input image; choose another --out so that the image is not overwritten")
     for table in roi_table_paths(target):
@@ -249,6 +250,19 @@ def _check_dicom_source(target: Path, image: LoadedImage) -> None:
     missing = [keyword for keyword in _SOURCE_UIDS if not image.dicom.get(keyword)]
     if missing:
         raise ValueError(f"{target}: {image.path} has no {', '.join(missing)}, which a DICOM SEG must reference; use .seg.nrrd, .nii.gz or .png")
+
+
+def _check_folder(target: Path) -> None:
+    """Raise a one-line ValueError naming ``target`` when its folder can be neither found nor made
+    and written (a file in the way, a read-only folder or mount); creates nothing, so a refusal
+    leaves no empty folder behind. Without it the write fails after the model ran, naming only a
+    temporary file."""
+    folder = target.parent
+    existing = next((path for path in (folder, *folder.parents) if os.path.lexists(path)), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"{target}: cannot write there: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{target}: cannot write there: the folder {existing} is read-only")
 
 
 def _same_file(a: Path, b: Path) -> bool:
