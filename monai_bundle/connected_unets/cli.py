@@ -63,7 +63,7 @@ def _segment(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     check_output(args.out, image)  # a wrong --out or box is reported before time goes into loading the model
     boxes = [validate_box(box_in_viewer(box, image, args.box_space), image.array.shape, str(args.image)) for box in args.box]
-    results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image))
+    results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image), value_range=image.value_range)
     masks = [result.mask for result in results]
     algorithm = Algorithm(display_name(args.model), __version__)
     mask_path, *tables = save_results(masks, boxes, args.out, image, algorithm, [r.confidence for r in results], [r.reason for r in results])

@@ -173,18 +173,22 @@ class Segmenter:
         """One mask (uint8 0/1, ``image``'s shape) per box: the masks of :meth:`segment_rois`."""
         return [result.mask for result in self.segment_rois(image, boxes, source)]
 
-    def segment_rois(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> list[ROIResult]:
+    def segment_rois(
+        self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image", value_range: tuple[float, float] | None = None
+    ) -> list[ROIResult]:
         """One :class:`ROIResult` per box, all boxes through the network as ONE batch per pass.
 
         ``image`` is a 2-D array of any dtype (a full mammogram); ``boxes`` are (x0, y0, x1, y1)
         pixel boxes, end exclusive. Each ROI's prediction is post-processed alone (the Slicer
-        module makes one segment per ROI from these).
+        module makes one segment per ROI from these). ``value_range`` is what the pixel type can
+        hold (``LoadedImage.value_range``; an integer array's dtype says it by itself), for the
+        "nothing to segment" check of a near-black image.
         """
         array = _checked_image(image, source)
         if len(boxes) == 0:
             raise ValueError(f"{source}: no ROI box given")
         checked = [validate_box(box, array.shape, source) for box in _box_list(boxes, source)]
-        refused = self._nothing_to_segment(array, checked)
+        refused = self._nothing_to_segment(array, checked, value_range)
         todo = [index for index, reason in enumerate(refused) if not reason]
         history = [[box] for box in checked]
         masks = [np.zeros(array.shape, dtype=np.uint8) for _ in checked]
@@ -220,10 +224,10 @@ class Segmenter:
                 logger.info("%s: box %s: %s", source, list(box), reason)
         return results
 
-    def _nothing_to_segment(self, array: np.ndarray, boxes: Sequence[Sequence[int]]) -> list[str]:
+    def _nothing_to_segment(self, array: np.ndarray, boxes: Sequence[Sequence[int]], value_range: tuple[float, float] | None) -> list[str]:
         """Per box, why there is nothing to segment ("" when the network should look): a flat box,
         an image with (almost) no value range, a box over (nearly) the whole image."""
-        span = image_range_fraction(array)
+        span = image_range_fraction(array, value_range)
         reasons = []
         for box in boxes:
             x0, y0, x1, y1 = box
@@ -320,8 +324,8 @@ def mask_names(images: Sequence[str | Path], suffix: str = "_mask.png") -> list[
 
 
 def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]], output_dir: str | Path, network_name: str = DEFAULT_NETWORK) -> dict[str, Any]:
-    """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``; no boxes = the whole
-    image is one ROI) into ``output_dir``: ``<stem>_mask.png`` and the per-ROI tables the CLI writes
+    """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``; an item without
+    boxes is skipped) into ``output_dir``: ``<stem>_mask.png`` and the per-ROI tables the CLI writes
     (``_mask_rois.csv``/``.json``). A bad item is logged in one line and skipped, the others are
     written; ``inference_summary.json`` lists both. This is what ``monai.bundle run`` with
     inference.yaml runs, so an ``output_dir`` that cannot be written is refused before the first
@@ -340,8 +344,10 @@ def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]]
         source = str(item.get("image", ""))
         try:
             image = load_image(source)
-            boxes = item.get("boxes") or [[0, 0, image.array.shape[1], image.array.shape[0]]]
-            results = segmenter.segment_rois(image.array, boxes, source=source)
+            boxes = item.get("boxes")
+            if not boxes:
+                raise ValueError(f"{source}: no boxes; give a box around each mass (automatic detection is not built yet)")
+            results = segmenter.segment_rois(image.array, boxes, source=source, value_range=image.value_range)
             masks = [r.mask for r in results]
             save_results(masks, [r.box for r in results], output_dir / name, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
             written.append({"image": source, "mask": str(output_dir / name), "rois": len(results), "found": sum(r.found for r in results)})

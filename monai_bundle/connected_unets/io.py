@@ -79,7 +79,9 @@ class LoadedImage:
     ``spacing_known`` tells a real pixel size from the (1.0, 1.0) stand-in, so that results are
     reported in mm only when the file gave mm. ``dicom`` keeps a DICOM input's attributes (no pixel
     data), which derived objects such as a DICOM SEG must reference. ``viewer_from_array`` says how
-    the stored array's x, y run in this picture (see :func:`box_in_viewer`).
+    the stored array's x, y run in this picture (see :func:`box_in_viewer`). ``value_range`` is
+    the range the file's integer pixel type can hold (8- or 16-bit PIL images), None where the
+    values are not plain stored integers (DICOM after its LUTs, NIfTI, NRRD).
     """
 
     array: np.ndarray  # float32, (rows, cols), row 0 = top
@@ -90,6 +92,7 @@ class LoadedImage:
     spacing_known: bool = True
     dicom: pydicom.Dataset | None = field(default=None, repr=False, compare=False)
     viewer_from_array: Axes = _SAME_AXES
+    value_range: tuple[float, float] | None = None
 
 
 def load_image(path: str | Path) -> LoadedImage:
@@ -309,8 +312,9 @@ def _read_pil(path: Path) -> LoadedImage:
         raise ImageReadError(f"{path}: not a readable image file ({_one_line(err)})") from err
     if frames > 1:
         raise ImageReadError(f"{path}: image has {frames} frames; expected a single 2-D image")
+    value_range = (0.0, 65535.0) if pixels.dtype.itemsize == 2 and np.issubdtype(pixels.dtype, np.integer) else (0.0, 255.0)
     return LoadedImage(
-        pixels.astype(np.float32), (1.0, 1.0), (0.0, 0.0), path, mode, spacing_known=False, viewer_from_array=axes
+        pixels.astype(np.float32), (1.0, 1.0), (0.0, 0.0), path, mode, spacing_known=False, viewer_from_array=axes, value_range=value_range
     )
 
 

@@ -223,7 +223,7 @@ def run_api(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
     with captured() as (buffer, records):
         try:
             image = load_image(made.image)
-            results = segmenter.segment_rois(image.array, made.boxes, source=str(made.image))
+            results = segmenter.segment_rois(image.array, made.boxes, source=str(made.image), value_range=image.value_range)
         except ValueError as err:
             log, warnings = _logged(records)
             return Outcome(ERROR, str(err), text=buffer.getvalue() + log, warnings=warnings)
