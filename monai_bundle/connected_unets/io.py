@@ -375,7 +375,10 @@ def _cut_short(ds: pydicom.Dataset, size: int) -> bool:
 
     if size < _SMALLEST_DICOM_BYTES or not len(ds):
         return True
-    last = ds.get_item(max(ds.keys()), keep_deferred=True)  # raw as read: converting may fail (an unknown VR)
+    try:
+        last = ds.get_item(max(ds.keys()), keep_deferred=True)  # raw as read: converting may fail (an unknown VR)
+    except TypeError:  # pydicom 2 (the MONAI Label environment): no keep_deferred, nothing deferred by dcmread here
+        last = ds.get_item(max(ds.keys()))
     if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian or not isinstance(last, RawDataElement):
         return False  # not a raw element: a sequence pydicom parsed while reading, so read to its end
     undefined = last.length == _UNDEFINED_LENGTH  # encapsulated pixel data: items, then a delimiter
@@ -403,7 +406,10 @@ def _monochrome2_values(ds: pydicom.Dataset) -> np.ndarray:
     not within the data's own min/max, so the flipped picture keeps its absolute values.
     """
 
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom 2 (the MONAI Label environment)
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
 
     def present(values: np.ndarray) -> np.ndarray:
         return apply_voi_lut(apply_modality_lut(values, ds), ds, index=0)

@@ -124,7 +124,7 @@ def save_dicom_seg(masks: Sequence[np.ndarray], path: str | Path, image: LoadedI
             segmented_property_type=Code(*_TYPE),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=identification,
-            display_color=hd.color.CIELabColor.from_rgb(*(255 * c for c in _PALETTE[index % len(_PALETTE)])),
+            **_display_color(hd, index),
         )
         for index in range(len(stack))
     ]
@@ -153,6 +153,14 @@ def save_dicom_seg(masks: Sequence[np.ndarray], path: str | Path, image: LoadedI
     with atomic_output(target) as tmp:
         seg.save_as(tmp)
     return target
+
+
+def _display_color(hd: Any, index: int) -> dict[str, Any]:
+    """The ``display_color`` argument of ROI ``index``'s segment description (the palette colour);
+    none with highdicom < 0.23 (the pydicom 2 of the MONAI Label environment), which has no RGB colours."""
+    if not hasattr(hd.color.CIELabColor, "from_rgb"):
+        return {}
+    return {"display_color": hd.color.CIELabColor.from_rgb(*(255 * c for c in _PALETTE[index % len(_PALETTE)]))}
 
 
 def save_seg_nrrd(masks: Sequence[np.ndarray], path: str | Path, image: LoadedImage) -> Path:
