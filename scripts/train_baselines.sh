@@ -12,9 +12,11 @@ dynunet_epochs=${2:?DynUNet epochs matching the ConnectedResUNets stretch wall t
 data="$repo/runs/data/cdd_cesm_dm"
 [ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 per_epoch=$(python -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["training"]) // 8)' "$data/datalist.json")
-shipped_steps=92  # the shipped unet.pt: epoch 4 of its first stretch (monai_bundle/docs/ledger/stretches.csv)
-echo "$(date -u +%FT%TZ) unet: continue to $steps steps"
-"$repo/scripts/continue_training.sh" unet --epochs $(( (steps - shipped_steps) / per_epoch )) > "$repo/runs/unet.log" 2>&1
+shipped_steps=$(python "$repo/scripts/training_ledger.py" shipped-step unet)
+unet_weights=$(python -c 'from connected_unets.bundle import weights_file; print(weights_file("unet"))')
+echo "$(date -u +%FT%TZ) unet: continue from step $shipped_steps to $steps steps"
+# train.sh, not continue_training.sh: a baseline for the comparison, its weights are not shipped
+"$repo/scripts/train.sh" unet "$data" --init_weights "$unet_weights" --epochs $(( (steps - shipped_steps) / per_epoch )) > "$repo/runs/unet.log" 2>&1
 echo "$(date -u +%FT%TZ) resunet: from scratch to $steps steps"
 "$repo/scripts/train.sh" resunet "$data" --epochs $(( steps / per_epoch )) > "$repo/runs/resunet.log" 2>&1
 echo "$(date -u +%FT%TZ) dynunet: $dynunet_epochs epochs"

@@ -15,6 +15,7 @@ what a stretch did is recorded in the repository when it ends:
     python scripts/training_ledger.py add connected_resunets runs/connected_resunets --start-step 92 \\
         --start-from "shipped model.pt (epoch 4 of 5)" --committed
     python scripts/training_ledger.py render
+    python scripts/training_ledger.py shipped-step connected_resunets    # where a new stretch starts
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def add(args: argparse.Namespace) -> None:
     write_csv(STRETCHES, stretches, FIELDS)
     write_csv(LEDGER / f"{args.network}_{number}_val.csv", val, list(val[0]))
     render(args)
+
+
+def shipped_step(network: str) -> int:
+    """Cumulative optimizer steps behind the shipped weights of ``network``: the best step of its
+    last stretch whose weights were committed (0 when none was)."""
+    committed = [r for r in read_csv(STRETCHES) if r["network"] == network and r["committed"] == "yes"] if STRETCHES.is_file() else []
+    return int(committed[-1]["best_step"]) if committed else 0
 
 
 def card_table(stretches: list[dict[str, str]]) -> str:
@@ -154,6 +162,9 @@ def main() -> None:
     adding.add_argument("--note", default="")
     adding.set_defaults(run_command=add)
     commands.add_parser("render", help="redraw the learning curve and the model card table").set_defaults(run_command=render)
+    shipped = commands.add_parser("shipped-step", help="print the cumulative step of the shipped weights of NETWORK")
+    shipped.add_argument("network")
+    shipped.set_defaults(run_command=lambda a: print(shipped_step(a.network)))
     args = parser.parse_args()
     args.run_command(args)
 
