@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,11 @@ import pytest
 from conftest import kept_rng_state
 import torch
 from PIL import Image
+from tiny_training import (
+    BATCH, TINY, RunFolders, assert_same_tensors, load_state, temporary_files, tiny_network, train_args, train_log_lines,
+)  # fmt: skip
 
-from connected_unets.networks import NETWORKS, get_network
+from connected_unets.networks import NETWORKS
 from connected_unets.roi import MarginRule, expand_box, validate_box
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
@@ -37,18 +39,8 @@ INFERENCE = BUNDLE / "configs" / "inference.yaml"
 DATALIST = json.loads((BUNDLE / "sample_data" / "rois" / "datalist.json").read_text())
 SAMPLES = json.loads((BUNDLE / "sample_data" / "samples.json").read_text())
 
-TINY = [8, 16, 32, 64]
-ROI = [32, 32]
-BATCH = 2
-# command-line overrides for a tiny, fast model; fire parses the list literals
-CLI_TRAIN = [
-    "--roi_size", "[32,32]",
-    "--network_def#features", "[8,16,32,64]",
-    "--num_workers", "0",
-    "--batch_size", str(BATCH),
-]  # fmt: skip
+ROI = [32, 32]  # in-process runs' roi_size, as CLI_TINY's
 ITERATIONS_PER_EPOCH = len(DATALIST["training"]) // BATCH  # train.yaml drops the last partial batch: 5 items -> 2
-STATE_NAME = "connected_resunets_train_state.pt"  # <network_name>_train_state.pt in output_dir
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -66,28 +58,17 @@ def run_in_process(config_file, **override) -> None:
         )
 
 
-def tiny_network(name: str = "connected_resunets") -> torch.nn.Module:
-    return get_network(name, in_channels=3, out_channels=1, features=TINY)
-
-
-def load_state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_tensors(first: dict, second: dict) -> None:
-    assert list(first) == list(second)
-    different = [k for k in first if not torch.equal(first[k], second[k])]
-    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
-
-
-def temporary_files(*folders: Path) -> list[Path]:
-    """Leftovers of atomic writes (connected_unets.io.atomic_output)."""
-    return [p for folder in folders for p in folder.iterdir() if p.name.startswith(".tmp-")]
-
-
-def train_log_lines(log: str, epochs: int) -> list[tuple[int, int]]:
-    """(epoch, iteration) of every StatsHandler training line 'Epoch: e/E, Iter: i/N -- train_loss'."""
-    return [(int(e), int(i)) for e, i in re.findall(rf"Epoch: (\d+)/{epochs}, Iter: (\d+)/\d+ -- train_loss", log)]
+def evaluate_in_process(model: Path, out: Path) -> None:
+    """``run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" --model_file ...``
+    with the tiny network, in this process."""
+    run_in_process(
+        [COMMON, TRAIN, EVALUATE],
+        model_file=str(model),
+        output_dir=str(out),
+        roi_size=ROI,
+        batch_size=BATCH,
+        **{"network_def#features": TINY},
+    )
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -95,42 +76,10 @@ def read_csv(path: Path) -> list[list[str]]:
 
 
 @dataclass
-class Run:
-    """A training run's folders (--output_dir root/eval, --ckpt_dir root/models) and its log."""
+class Run(RunFolders):
+    """A training run's folders and its log."""
 
-    root: Path
     log: str
-
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def output_dir(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def model(self) -> Path:
-        return self.ckpt_dir / "model.pt"
-
-    @property
-    def score(self) -> dict:
-        return json.loads(self.ckpt_dir.joinpath("model.json").read_text())
-
-    @property
-    def state_file(self) -> Path:
-        return self.output_dir / STATE_NAME
-
-
-def train_args(root: Path, epochs: int, config_file: str = "['configs/common.yaml','configs/train.yaml']") -> list[str]:
-    return [
-        "run",
-        "--config_file", config_file,
-        *CLI_TRAIN,
-        "--epochs", str(epochs),
-        "--output_dir", str(root / "eval"),
-        "--ckpt_dir", str(root / "models"),
-    ]  # fmt: skip
 
 
 SAVE_EVERY_RANK = """\
@@ -259,16 +208,8 @@ def test_model_pt_is_a_plain_state_dict_of_the_network(trained):
 
 
 def test_evaluate_writes_one_row_per_validation_lesion(trained, tmp_path):
-    """``run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" --model_file ...``"""
     out = tmp_path / "evaluation"
-    run_in_process(
-        [COMMON, TRAIN, EVALUATE],
-        model_file=str(trained.model),
-        output_dir=str(out),
-        roi_size=ROI,
-        batch_size=BATCH,
-        **{"network_def#features": TINY},
-    )
+    evaluate_in_process(trained.model, out)
     lesions = [item["lesion"] for item in DATALIST["validation"]]
     assert len(lesions) == 3
     header, *rows = read_csv(out / "cases.csv")
@@ -418,14 +359,7 @@ def test_distributed_ranks_end_with_identical_weights(distributed):
 def test_distributed_validation_scores_all_lesions_of_both_ranks(distributed, tmp_path):
     """The logged score gathers both validation shards: it equals a single-process evaluation."""
     out = tmp_path / "evaluation"
-    run_in_process(
-        [COMMON, TRAIN, EVALUATE],
-        model_file=str(distributed.model),
-        output_dir=str(out),
-        roi_size=ROI,
-        batch_size=BATCH,
-        **{"network_def#features": TINY},
-    )
+    evaluate_in_process(distributed.model, out)
     assert len(read_csv(out / "cases.csv")) == 1 + len(DATALIST["validation"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dice"]["mean"] == pytest.approx(distributed.score["score"], abs=1e-5)

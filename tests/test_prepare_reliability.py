@@ -48,6 +48,15 @@ def sample_mask(name: str) -> Path:
     return SAMPLE / "masks" / f"{name}.png"
 
 
+def two_images_named_alike(root: Path, first: str, second: str) -> None:
+    """A manifest of P60 as ``<first>/image.jpg`` and P72 as ``<second>/image.jpg``, each with its
+    ``mask.png`` beside it and its patient id (``P60``, ``P72``)."""
+    write_manifest(root, [
+        (place(root, f"{folder}/image.jpg", sample_image(name)), place(root, f"{folder}/mask.png", sample_mask(name)), name[:3])
+        for folder, name in ((first, P60), (second, P72))
+    ])  # fmt: skip
+
+
 def prepare(root: Path, out: Path, *extra: str) -> dict:
     assert cli_main(["prepare", "--dataset", "folder", "--root", str(root), "--out", str(out), "--split", "training=1", *extra]) == 0
     return json.loads((out / "datalist.json").read_text())
@@ -74,10 +83,7 @@ def assert_one_line_error(code: int, capsys: pytest.CaptureFixture, *words: str)
 
 def test_images_of_one_file_name_in_two_folders_get_their_own_crops(tmp_path):
     root = tmp_path / "data"
-    write_manifest(root, [
-        (place(root, "case1/image.jpg", sample_image(P60)), place(root, "case1/mask.png", sample_mask(P60)), "P60"),
-        (place(root, "case2/image.jpg", sample_image(P72)), place(root, "case2/mask.png", sample_mask(P72)), "P72"),
-    ])  # fmt: skip
+    two_images_named_alike(root, "case1", "case2")
     datalist = prepare(root, tmp_path / "out")
     by_lesion = {item["lesion"]: item for item in datalist["training"]}
     assert sorted(by_lesion) == ["case1_image_lesion1", "case2_image_lesion1", "case2_image_lesion2"]
@@ -92,10 +98,7 @@ def test_images_of_one_file_name_in_two_folders_get_their_own_crops(tmp_path):
 
 def test_ids_that_collide_as_file_names_skip_the_second_image_and_overwrite_nothing(tmp_path):
     root = tmp_path / "data"
-    write_manifest(root, [
-        (place(root, "case 1/image.jpg", sample_image(P60)), place(root, "case 1/mask.png", sample_mask(P60)), "P60"),
-        (place(root, "case_1/image.jpg", sample_image(P72)), place(root, "case_1/mask.png", sample_mask(P72)), "P72"),
-    ])  # fmt: skip
+    two_images_named_alike(root, "case 1", "case_1")
     datalist = prepare(root, tmp_path / "out")
     assert [item["source"] for item in datalist["training"]] == ["case 1/image.jpg"]
     assert [(skip["kind"], Path(skip["file"]).parent.name) for skip in datalist["skipped"]] == [("duplicate lesion id", "case_1")]

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import (
+    BATCH, STATE_NAME, RunFolders, assert_same_tensors, load_state, temporary_files, tiny_network, train_args, train_log_lines,
+)  # fmt: skip
 
 from connected_unets import preflight
 from connected_unets.networks import get_network
@@ -33,13 +36,8 @@ from connected_unets.networks import get_network
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 ROIS = BUNDLE / "sample_data" / "rois"
 DATALIST = json.loads((ROIS / "datalist.json").read_text())
-TINY = [8, 16, 32, 64]
-BATCH = 2
 REPEATS = 8
 STEPS = len(DATALIST["training"]) * REPEATS // BATCH  # per epoch (train.yaml drops a partial last batch)
-STATE_NAME = "connected_resunets_train_state.pt"
-CLI_TINY = ["--roi_size", "[32,32]", "--network_def#features", "[8,16,32,64]", "--num_workers", "0", "--batch_size", str(BATCH)]
-TRAIN_CONFIGS = "['configs/common.yaml','configs/train.yaml']"
 
 
 def absolute(entry: dict) -> dict:
@@ -52,28 +50,6 @@ def write_datalist(folder: Path, **splits: list[dict]) -> Path:
     return folder
 
 
-def train_args(root: Path, dataset: Path, epochs: int, *extra: str) -> list[str]:
-    return [
-        "run", "--config_file", TRAIN_CONFIGS, *CLI_TINY,
-        "--dataset_dir", str(dataset), "--epochs", str(epochs),
-        "--output_dir", str(root / "eval"), "--ckpt_dir", str(root / "models"), *extra,
-    ]  # fmt: skip
-
-
-def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_tensors(first: dict, second: dict) -> None:
-    assert list(first) == list(second)
-    different = [k for k in first if not torch.equal(first[k], second[k])]
-    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
-
-
-def temporary_files(*folders: Path) -> list[Path]:
-    return [p for folder in folders if folder.is_dir() for p in folder.iterdir() if p.name.startswith(".tmp-")]
-
-
 def csv_rows(path: Path) -> list[dict[str, str]]:
     """Complete lines only: a killed writer may leave half a row."""
     lines = [line.rstrip("\r") for line in path.read_text().split("\n")[:-1]] if path.is_file() else []
@@ -83,44 +59,11 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, line.split(","))) for line in lines[1:]]
 
 
-def logged_steps(log: str, epochs: int) -> list[tuple[int, int]]:
-    """(epoch, iteration in epoch) of every StatsHandler training line."""
-    return [(int(e), int(i)) for e, i in re.findall(rf"Epoch: (\d+)/{epochs}, Iter: (\d+)/\d+ -- train_loss", log)]
-
-
-@dataclass
-class Folders:
-    root: Path
-
-    @property
-    def output_dir(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def state_file(self) -> Path:
-        return self.output_dir / STATE_NAME
-
-    @property
-    def train_log(self) -> Path:
-        return self.output_dir / "connected_resunets_train_log.csv"
-
-    @property
-    def val_log(self) -> Path:
-        return self.output_dir / "connected_resunets_val_log.csv"
-
-    def score(self) -> dict:
-        return json.loads((self.ckpt_dir / "model.json").read_text())
-
-
 @dataclass
 class AfterKill:
     """What the killed run left, read before the resumed run changes it."""
 
-    folders: Folders
+    folders: RunFolders
     state_trainer: dict
     score: dict
     model: dict
@@ -138,9 +81,9 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, start_bundle, dataset):
     """Side by side: the run to kill (2 epochs) and two uninterrupted 1-epoch runs with the same seed."""
-    roots = {name: Folders(tmp_path_factory.mktemp(name)) for name in ("killed", "reference", "repeat")}
+    roots = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("killed", "reference", "repeat")}
     epochs = {"killed": 2, "reference": 1, "repeat": 1}
-    started = {name: (roots[name], start_bundle(train_args(roots[name].root, dataset, epochs[name]))) for name in roots}
+    started = {name: (roots[name], start_bundle(train_args(roots[name].root, epochs[name], dataset=dataset))) for name in roots}
     yield started
     for _, process in started.values():
         process.kill()
@@ -166,9 +109,9 @@ def killed(runs) -> AfterKill:
     process.kill()
     return AfterKill(
         folders=folders,
-        state_trainer=dict(load(folders.state_file)["trainer"]),
-        score=folders.score(),
-        model=load(folders.ckpt_dir / "model.pt"),
+        state_trainer=dict(load_state(folders.state_file)["trainer"]),
+        score=folders.score,
+        model=load_state(folders.model),
         train_rows=csv_rows(folders.train_log),
         val_rows=csv_rows(folders.val_log),
         temporaries=temporary_files(folders.output_dir, folders.ckpt_dir),
@@ -185,7 +128,7 @@ def resumed(killed, start_bundle, dataset) -> str:
     stale.write_bytes(b"half a checkpoint")
     an_hour_ago = time.time() - 2 * preflight.STALE_AFTER_S
     os.utime(stale, (an_hour_ago, an_hour_ago))
-    return start_bundle(train_args(killed.folders.root, dataset, 2)).result().stdout
+    return start_bundle(train_args(killed.folders.root, 2, dataset=dataset)).result().stdout
 
 
 # --------------------------------------------------------------------------- SIGKILL mid-epoch
@@ -201,25 +144,25 @@ def test_the_kill_struck_in_the_middle_of_epoch_2(refusals, evaluations, killed)
 def test_after_the_kill_the_best_model_is_the_uninterrupted_runs(killed, runs):
     reference, process = runs["reference"]
     process.result()
-    assert killed.score == reference.score() and killed.score["epoch"] == 1
-    assert_same_tensors(killed.model, load(reference.ckpt_dir / "model.pt"))
+    assert killed.score == reference.score and killed.score["epoch"] == 1
+    assert_same_tensors(killed.model, load_state(reference.model))
     assert killed.val_rows and [r["val_mean_dice"] for r in killed.val_rows] == [r["val_mean_dice"] for r in csv_rows(reference.val_log)]
 
 
 def test_resuming_continues_from_the_last_saved_epoch(killed, resumed):
     folders = killed.folders
     assert f"Restored all variables from {folders.state_file}" in resumed
-    assert logged_steps(resumed, epochs=2) == [(2, i) for i in range(1, STEPS + 1)]  # epoch 2 only
-    state = load(folders.state_file)
+    assert train_log_lines(resumed, epochs=2) == [(2, i) for i in range(1, STEPS + 1)]  # epoch 2 only
+    state = load_state(folders.state_file)
     assert dict(state["trainer"]) == {"epoch_length": STEPS, "iteration": 2 * STEPS, "max_epochs": 2}
     assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {2.0 * STEPS}  # Adam resumed too
-    after = folders.score()
+    after = folders.score
     assert after["score"] >= killed.score["score"]
     if after["epoch"] == 1:
-        assert_same_tensors(load(folders.ckpt_dir / "model.pt"), killed.model)
+        assert_same_tensors(load_state(folders.model), killed.model)
     else:
         assert after["epoch"] == 2
-        assert_same_tensors(load(folders.ckpt_dir / "model.pt"), state["model"])
+        assert_same_tensors(load_state(folders.model), state["model"])
 
 
 def test_the_learning_curves_have_every_step_once(killed, resumed):
@@ -263,9 +206,9 @@ def test_same_seed_data_and_device_give_identical_metrics_and_weights(runs):
     assert [r["loss"] for r in csv_rows(first.train_log)] == [r["loss"] for r in csv_rows(second.train_log)]
     metrics = ["epoch", "iteration", "val_mean_dice", "val_mean_iou"]
     assert [[r[m] for m in metrics] for r in csv_rows(first.val_log)] == [[r[m] for m in metrics] for r in csv_rows(second.val_log)]
-    assert first.score() == second.score()
-    assert_same_tensors(load(first.ckpt_dir / "model.pt"), load(second.ckpt_dir / "model.pt"))
-    first_state, second_state = load(first.state_file), load(second.state_file)
+    assert first.score == second.score
+    assert_same_tensors(load_state(first.model), load_state(second.model))
+    first_state, second_state = load_state(first.state_file), load_state(second.state_file)
     assert_same_tensors(first_state["model"], second_state["model"])
     for key, moments in first_state["optimizer"]["state"].items():  # Adam's moments, parameter by parameter
         other = second_state["optimizer"]["state"][key]
@@ -273,10 +216,6 @@ def test_same_seed_data_and_device_give_identical_metrics_and_weights(runs):
 
 
 # --------------------------------------------------------------------------- refusals before training
-
-
-def tiny(name: str = "connected_resunets") -> torch.nn.Module:
-    return get_network(name, in_channels=3, out_channels=1, features=TINY)
 
 
 def training_state(network: torch.nn.Module) -> dict:
@@ -289,8 +228,8 @@ def training_state(network: torch.nn.Module) -> dict:
 def test_the_space_check_asks_for_at_least_what_training_writes(runs):
     reference, process = runs["reference"]
     process.result()
-    assert reference.state_file.stat().st_size <= preflight.checkpoint_bytes(tiny(), preflight.ADAM_COPIES)
-    assert (reference.ckpt_dir / "model.pt").stat().st_size <= preflight.checkpoint_bytes(tiny())
+    assert reference.state_file.stat().st_size <= preflight.checkpoint_bytes(tiny_network(), preflight.ADAM_COPIES)
+    assert reference.model.stat().st_size <= preflight.checkpoint_bytes(tiny_network())
 
 
 def test_a_read_only_folder_is_refused(tmp_path):
@@ -317,7 +256,7 @@ def test_too_little_free_space_is_refused(tmp_path):
     with pytest.raises(preflight.SetupError, match=r"GB free, a checkpoint needs") as err:
         preflight.check_writable(tmp_path, required_bytes=free + 10**12)
     assert "\n" not in str(err.value)
-    assert preflight.check_writable(tmp_path, required_bytes=preflight.checkpoint_bytes(tiny(), preflight.ADAM_COPIES)) == tmp_path
+    assert preflight.check_writable(tmp_path, required_bytes=preflight.checkpoint_bytes(tiny_network(), preflight.ADAM_COPIES)) == tmp_path
 
 
 def test_only_old_temporaries_are_removed(tmp_path):
@@ -332,7 +271,7 @@ def test_only_old_temporaries_are_removed(tmp_path):
 
 
 def test_state_and_weights_checks(tmp_path):
-    network = tiny()
+    network = tiny_network()
     state = tmp_path / "state.pt"
     torch.save(training_state(network), state)
     preflight.check_resume_state(state, network)  # its own state: passes
@@ -354,23 +293,23 @@ def test_state_and_weights_checks(tmp_path):
 def refusals(tmp_path_factory, start_bundle, dataset):
     """Three runs that must stop in `initialize`, side by side: a ckpt_dir under a file, resuming
     from a state of another network (with the last run's files beside it), init_weights of another
-    network. Returns {name: (Folders, started process, files before)}."""
-    made = {name: Folders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights")}
+    network. Returns {name: (RunFolders, started process, files before)}."""
+    made = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights")}
     (made["unwritable"].root / "file").write_text("")
     other = made["other_state"]
     for folder in (other.output_dir, other.ckpt_dir):
         folder.mkdir(parents=True)
-    torch.save(training_state(tiny("unet")), other.state_file)
-    torch.save(tiny("unet").state_dict(), other.ckpt_dir / "model.pt")
+    torch.save(training_state(tiny_network("unet")), other.state_file)
+    torch.save(tiny_network("unet").state_dict(), other.model)
     (other.ckpt_dir / "model.json").write_text('{"metric": "val_mean_dice", "score": 0.5, "epoch": 1}')
     other.train_log.write_text("utc,epoch,iteration,loss,wall_s,cpu_s\n2026-01-01T00:00:00Z,1,1,0.5,0.1,0.1\n")
-    before = {p: p.read_bytes() for p in [other.state_file, other.ckpt_dir / "model.pt", other.ckpt_dir / "model.json", other.train_log]}
+    before = {p: p.read_bytes() for p in [other.state_file, other.model, other.ckpt_dir / "model.json", other.train_log]}
     extra = {
         "unwritable": ["--ckpt_dir", str(made["unwritable"].root / "file" / "models")],
         "other_state": [],
         "other_weights": ["--init_weights", str(BUNDLE / "models" / "unet.pt")],
     }
-    started = {n: start_bundle(train_args(made[n].root, dataset, 1, *extra[n]), check=False) for n in made}
+    started = {n: start_bundle(train_args(made[n].root, 1, *extra[n], dataset=dataset), check=False) for n in made}
     yield {n: (made[n], started[n], before if n == "other_state" else {}) for n in made}
     for process in started.values():
         process.kill()
@@ -402,7 +341,7 @@ def test_resuming_from_a_state_of_another_network_is_one_line_and_touches_nothin
 def test_init_weights_of_another_network_are_one_line(refusals):
     folders, process, _ = refusals["other_weights"]
     assert_one_line_refusal(process, r"^error: \S+/models/unet.pt: init_weights are not weights of this ConnectedResUNets \(")
-    assert not folders.state_file.exists() and not (folders.ckpt_dir / "model.pt").exists()
+    assert not folders.state_file.exists() and not folders.model.exists()
 
 
 # --------------------------------------------------------------------------- evaluation exit status

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import random
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+from conftest import kept_rng_state  # tests/conftest.py: tests/ is on sys.path under pytest and in bad_input_report.py
 from PIL import Image
 
 from .corpus import (
@@ -65,7 +65,7 @@ def run_door(case: Case, door: str, folder: Path, segmenter: Any) -> tuple[Made,
     made = case.make(folder)
     out_dir = made.out_dir or folder / re.sub(r"\W+", "-", door)
     before = snapshot(folder)
-    with read_only(made.read_only), kept_random_state():
+    with read_only(made.read_only), kept_rng_state():  # evaluation calls set_determinism(seed)
         outcome = DOORS[door](made, out_dir, segmenter)
     after = snapshot(folder)
     outcome.changed = sorted(path for path, digest in before.items() if after.get(path) != digest)
@@ -108,20 +108,6 @@ def read_only(folders: Sequence[Path]) -> Iterator[None]:
             if os.geteuid() == 0:
                 subprocess.run(["chattr", "-i", str(folder)], check=False)
             folder.chmod(0o755)
-
-
-@contextlib.contextmanager
-def kept_random_state() -> Iterator[None]:
-    """Evaluation calls set_determinism(seed); keep the caller's random state."""
-    import torch
-
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
 
 
 @contextlib.contextmanager

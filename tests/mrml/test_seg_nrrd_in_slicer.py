@@ -4,40 +4,23 @@
 reader places the image file) as the Segmenter's mask for that ROI.
 
 Runs only where ``import slicer`` gives the MRML classes (the ``.venv-slicer`` of ``.ci/run``; see
-tests/mrml/test_slicer_logic.py). The model runs on random weights, 5 ROI forward passes in all.
+tests/mrml/test_slicer_logic.py and tests/mrml/mrml_helpers.py). The model runs on random weights,
+5 ROI forward passes in all.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mrml_helpers import REPO, segment_tag, segment_voxels, slicer  # first: skips this module without slicer-core
 
-SKIP_REASON = (
-    "needs slicer-core (real MRML without the Slicer GUI) in its own venv: "
-    "pip install 'trame-slicer[standalone]==2.0.0' (see SlicerConnectedUNets/README.md)"
-)
-_spec = importlib.util.find_spec("slicer")  # see test_slicer_logic.py: a namespace "slicer" is not Slicer
-if _spec is None or _spec.origin in (None, "namespace"):
-    pytest.skip(SKIP_REASON, allow_module_level=True)
-slicer = pytest.importorskip("slicer", reason=SKIP_REASON)
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package is not Slicer's (no vtkMRMLScene); " + SKIP_REASON, allow_module_level=True)
-
-import vtk  # noqa: E402  (slicer-core's own vtk)
-from vtk.util import numpy_support  # noqa: E402
-
-from connected_unets.inference import Segmenter  # noqa: E402
-from connected_unets.io import load_image  # noqa: E402
-from connected_unets.writers import save_seg_nrrd  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "SlicerConnectedUNets"))
-from SlicerConnectedUNetsLib.mrml_logic import ensure_segmentation_converters  # noqa: E402
+from connected_unets.inference import Segmenter
+from connected_unets.io import load_image
+from connected_unets.writers import save_seg_nrrd
+from SlicerConnectedUNetsLib.mrml_logic import ensure_segmentation_converters  # on sys.path by mrml_helpers
 
 SAMPLE_DATA = REPO / "monai_bundle" / "sample_data"
 P72 = next(s for s in json.loads((SAMPLE_DATA / "samples.json").read_text()) if "P72" in s["image"])  # 2 lesions
@@ -58,62 +41,32 @@ def scene():
     return slicer.vtkMRMLScene()
 
 
-def read_volume(scene, path: Path):
-    """The image as Slicer's "Add data" reads it (the archetype reader, through ITK)."""
-    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "image")
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    volume.SetAndObserveStorageNodeID(storage.GetID())
-    assert storage.ReadData(volume), f"Slicer could not read {path}"
-    return volume
-
-
-def read_segmentation(scene, path: Path):
-    """The .seg.nrrd as Slicer's "Add data" reads it (the segmentation storage node)."""
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "masses")
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+def read_node(scene, node_class: str, storage_class: str, name: str, path: Path):
+    """A ``node_class`` node named ``name`` with the data of ``path``, read as Slicer's "Add data"
+    reads it: by a ``storage_class`` storage node."""
+    node = scene.AddNewNodeByClass(node_class, name)
+    storage = scene.AddNewNodeByClass(storage_class)
     storage.SetFileName(str(path))
     node.SetAndObserveStorageNodeID(storage.GetID())
     assert storage.ReadData(node), f"Slicer could not read {path}"
     return node
 
 
-def ijk_to_ras(node) -> np.ndarray:
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def segment_pixels(segmentation_node, segment_id: str, volume) -> np.ndarray:
-    """A segment resampled onto the volume's pixel grid by Slicer's own export, (rows, columns)."""
-    labelmap = volume.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
-    ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, [segment_id], labelmap, volume)
-    assert ok, f"export of {segment_id} failed"
-    columns, rows, slices = labelmap.GetImageData().GetDimensions()
-    assert (columns, rows, slices) == volume.GetImageData().GetDimensions() and slices == 1
-    assert np.allclose(ijk_to_ras(labelmap), ijk_to_ras(volume))
-    array = numpy_support.vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars())
-    return (array.reshape(rows, columns) > 0).astype(np.uint8)
-
-
-def terminology(segment) -> str:
-    tag = vtk.reference("")
-    assert segment.GetTag(segment.GetTerminologyEntryTagName(), tag), f"segment {segment.GetName()!r} has no terminology"
-    return str(tag)
-
-
 def check_loaded(scene, image_path: Path, seg_path: Path, masks: list[np.ndarray]) -> None:
     """Slicer reads both files and each segment covers exactly its ROI's mask on the image."""
-    volume = read_volume(scene, image_path)
-    node = read_segmentation(scene, seg_path)
+    volume = read_node(scene, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", "image", image_path)  # through ITK
+    node = read_node(scene, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", "masses", seg_path)
     segmentation = node.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     assert [segmentation.GetSegment(i).GetName() for i in ids] == [f"Mass {n}" for n in range(1, len(masks) + 1)]
     for segment_id, mask in zip(ids, masks, strict=True):
         segment = segmentation.GetSegment(segment_id)
-        assert "SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass" in terminology(segment)
+        terminology = segment_tag(segment, segment.GetTerminologyEntryTagName())
+        assert "SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass" in terminology
         assert not segment.GetNameAutoGenerated()
-        np.testing.assert_array_equal(segment_pixels(node, segment_id, volume), mask, err_msg=segment_id)
+        voxels = segment_voxels(node, segment_id, volume)
+        assert len(voxels) == 1, f"{len(voxels)} slices"
+        np.testing.assert_array_equal(voxels[0], mask, err_msg=segment_id)
 
 
 def sample_as_nrrd(path: Path, spacing: tuple[float, float] | None = None, origin=(0.0, 0.0)) -> Path:

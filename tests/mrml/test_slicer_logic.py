@@ -16,38 +16,18 @@ array and box. The model runs few times (about 9 ROI forward passes): it is slow
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from mrml_helpers import REPO, ijk_to_ras, segment_tag, segment_voxels, slicer  # first: skips this module without slicer-core
+import vtk  # slicer-core's own vtk
+from vtk.util import numpy_support
 
-SKIP_REASON = (
-    "needs slicer-core (real MRML without the Slicer GUI) in its own venv: "
-    "pip install 'trame-slicer[standalone]==2.0.0' (see SlicerConnectedUNets/README.md)"
-)
-# find_spec first: a folder named "slicer" on sys.path would import as a namespace package (and
-# slicer-core's own "slicer" extends its __path__ over such folders, importing what is in them;
-# hence this folder is tests/mrml, not tests/slicer)
-_spec = importlib.util.find_spec("slicer")
-if _spec is None or _spec.origin in (None, "namespace"):
-    pytest.skip(SKIP_REASON, allow_module_level=True)
-slicer = pytest.importorskip("slicer", reason=SKIP_REASON)
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package is not Slicer's (no vtkMRMLScene); " + SKIP_REASON, allow_module_level=True)
-
-import vtk  # noqa: E402  (slicer-core's own vtk)
-from vtk.util import numpy_support  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "SlicerConnectedUNets"))
-
-from SlicerConnectedUNetsLib import mrml_logic  # noqa: E402
-from SlicerConnectedUNetsLib.engine import InputError  # noqa: E402
-from SlicerConnectedUNetsLib.mrml_logic import MammogramSegmentationLogic  # noqa: E402
+from SlicerConnectedUNetsLib import mrml_logic  # on sys.path by mrml_helpers
+from SlicerConnectedUNetsLib.engine import InputError
+from SlicerConnectedUNetsLib.mrml_logic import MammogramSegmentationLogic
 
 BUNDLE = REPO / "monai_bundle"
 SAMPLES = json.loads((BUNDLE / "sample_data" / "samples.json").read_text())
@@ -109,12 +89,6 @@ def make_volume(scene, voxels: np.ndarray, geometry: str = "identity", name: str
     return node
 
 
-def ijk_to_ras(volume) -> np.ndarray:
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
 def make_roi(scene, volume, box, name="R", slice_index=0, thickness=0.0, world_from_volume=np.eye(4)):
     """A Markups ROI that covers exactly the pixels of ``box`` (x0, y0, x1, y1) on ``slice_index``,
     aligned with the image axes, in world coordinates; ``thickness`` in slices."""
@@ -136,35 +110,12 @@ def make_roi(scene, volume, box, name="R", slice_index=0, thickness=0.0, world_f
     return roi
 
 
-def segment_voxels(segmentation_node, segment_id, volume) -> np.ndarray:
-    """A segment resampled onto the volume's voxel grid by Slicer's own export, (slices, rows, columns)."""
-    scene = volume.GetScene()
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
-    try:
-        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, [segment_id], labelmap, volume)
-        assert ok, f"export of {segment_id} failed"
-        columns, rows, slices = labelmap.GetImageData().GetDimensions()
-        assert (columns, rows, slices) == volume.GetImageData().GetDimensions()
-        assert np.allclose(ijk_to_ras(labelmap), ijk_to_ras(volume))
-        array = numpy_support.vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars())
-        return (array.reshape(slices, rows, columns) > 0).astype(np.uint8)
-    finally:
-        scene.RemoveNode(labelmap)
-
-
-def segment_tag(segment, name: str) -> str:
-    value = vtk.reference("")
-    assert segment.GetTag(name, value), f"segment {segment.GetName()!r} has no tag {name!r}"
-    return str(value)
-
-
 def assert_snomed_ct_mass(segment):
     """The segment's terminology tag, read back as Slicer's Terminologies module reads it, is
     SNOMED CT "Mass" in category "Morphologically Altered Structure" of Slicer's anatomy list."""
-    tag = vtk.reference("")
-    assert segment.GetTag(segment.GetTerminologyEntryTagName(), tag), f"segment {segment.GetName()!r} has no terminology"
+    tag = segment_tag(segment, segment.GetTerminologyEntryTagName())
     entry = slicer.vtkSlicerTerminologyEntry()
-    assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(str(tag), entry), str(tag)
+    assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(tag, entry), tag
     assert entry.GetTerminologyContextName() == "Segmentation category and type - 3D Slicer General Anatomy list"
     category, kind = entry.GetCategoryObject(), entry.GetTypeObject()
     assert (category.GetCodingSchemeDesignator(), category.GetCodeValue(), category.GetCodeMeaning()) == (

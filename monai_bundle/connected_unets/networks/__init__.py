@@ -3,6 +3,23 @@
 Baccouche et al., npj Breast Cancer 7, 151 (2021); the authors' code is GitHub
 ``AsmaBaccouche/Connected-Unets-and-more``. What each network is made of, the authors' function
 behind each class and the parameter counts: ``docs/architecture.md``.
+
+Every network takes these constructor arguments (the Connected models also ``aspp``, see
+:mod:`.connected`):
+
+- ``in_channels``: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
+  to three channels; the bundle's pipeline does the same).
+- ``out_channels``: number of output channels (logit maps). Defaults to 1 (mass vs background).
+- ``features``: channels of the encoder levels (of each U-Net), finest first; one 2x2 max pooling
+  per level and a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``,
+  the authors' sizes (512-channel bottlenecks), for which ``docs/architecture.md`` gives the
+  parameter counts. The residual networks need every entry to be at least 8 (the squeeze-excite's
+  reduction ratio), else a ValueError is raised.
+
+and maps an input (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` (16 by
+default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
+network and the size), to logits (B, out_channels, H, W), no sigmoid (apply ``torch.sigmoid`` and
+a threshold for a mask).
 """
 
 from __future__ import annotations

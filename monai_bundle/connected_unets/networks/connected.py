@@ -6,6 +6,14 @@ Ports of ``get_wnet`` (Connected-UNets, ``Connected_Unets_segmnetation.py``), ``
 ``AsmaBaccouche/Connected-Unets-and-more``), for Baccouche et al., "Connected-UNets: a deep learning
 architecture for breast mass segmentation", npj Breast Cancer 7, 151 (2021). Layer by layer, with
 parameter counts: ``docs/architecture.md``; departures: ``docs/deviations.md``.
+
+The three classes take the arguments of every network of the package (``in_channels``,
+``out_channels``, ``features``; see :mod:`connected_unets.networks`) and
+
+- ``aspp``: True (default) builds the authors' ASPP transitions; False the paper's ablation
+  without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+
+Their logits are the second U-Net's; there is no output of the first U-Net.
 """
 
 from __future__ import annotations
@@ -90,20 +98,10 @@ class ConnectedUNets(_ConnectedUNets):
     parameters with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
-            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
-            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
-            parameter counts.
-        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
-            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+        in_channels, out_channels, features, aspp: as for every Connected model (module docstring).
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
-    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> the second
+    U-Net's logits (B, out_channels, H, W).
 
     Example::
 
@@ -133,20 +131,10 @@ class ConnectedAUNets(_ConnectedUNets):
     (32 -> 32). 26,581,289 trainable parameters with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
-            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
-            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
-            parameter counts.
-        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
-            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+        in_channels, out_channels, features, aspp: as for every Connected model (module docstring).
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
-    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> the second
+    U-Net's logits (B, out_channels, H, W).
 
     Example::
 
@@ -176,22 +164,12 @@ class ConnectedResUNets(_ConnectedUNets):
     parameters with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels of both U-Nets, finest first; one 2x2 max pooling
-            per level and bottlenecks of ``2 * features[-1]`` channels. Defaults to
-            ``(32, 64, 128, 256)``, the authors' sizes, for which ``docs/architecture.md`` gives the
-            parameter counts.
-            Every entry must be at least 8 (the squeeze-excite's reduction ratio), else a
-            ValueError is raised.
-        aspp: True (default) builds the authors' ASPP transitions; False the paper's ablation
-            without ASPP, a two-unit Conv-ReLU-BN block in place of each ASPP. Must be a bool.
+        in_channels, out_channels, features, aspp: as for every Connected model (module docstring);
+            every entry of ``features`` must be at least 8 (the squeeze-excite's reduction ratio),
+            else a ValueError is raised.
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits of the second U-Net, no sigmoid
-    (apply ``torch.sigmoid`` and a threshold for a mask). There is no output of the first U-Net.
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> the second
+    U-Net's logits (B, out_channels, H, W).
 
     Example::
 

@@ -5,6 +5,9 @@ Ports of ``get_unet``, ``get_aunet`` and ``get_runet`` in the authors' ``Basic_U
 ``AsmaBaccouche/Connected-Unets-and-more``), the baselines of Baccouche et al., "Connected-UNets: a
 deep learning architecture for breast mass segmentation", npj Breast Cancer 7, 151 (2021). Layer by
 layer, with parameter counts: ``docs/architecture.md``; departures: ``docs/deviations.md``.
+
+The three classes take the arguments of every network of the package (``in_channels``,
+``out_channels``, ``features``; see :mod:`connected_unets.networks`), and nothing else.
 """
 
 from __future__ import annotations
@@ -77,18 +80,10 @@ class UNet(_SingleUNet):
     with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
-            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
-            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
-            parameter counts.
+        in_channels, out_channels, features: as for every network (:mod:`connected_unets.networks`).
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
-    ``torch.sigmoid`` and a threshold for a mask).
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> logits
+    (B, out_channels, H, W).
 
     Example::
 
@@ -112,18 +107,10 @@ class AUNet(_SingleUNet):
     11,015,237 trainable parameters with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
-            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
-            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
-            parameter counts.
+        in_channels, out_channels, features: as for every network (:mod:`connected_unets.networks`).
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
-    ``torch.sigmoid`` and a threshold for a mask).
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> logits
+    (B, out_channels, H, W).
 
     Example::
 
@@ -148,20 +135,12 @@ class ResUNet(_SingleUNet):
     8,023,681 trainable parameters with the defaults.
 
     Args:
-        in_channels: number of input channels. Defaults to 3 (the authors' grayscale ROI replicated
-            to three channels; the bundle's pipeline does the same).
-        out_channels: number of output channels (logit maps). Defaults to 1 (mass vs background).
-        features: channels of the encoder levels, finest first; one 2x2 max pooling per level and
-            a bottleneck of ``2 * features[-1]`` channels. Defaults to ``(32, 64, 128, 256)``, the
-            authors' sizes (512-channel bottleneck), for which ``docs/architecture.md`` gives the
-            parameter counts.
-            Every entry must be at least 8 (the squeeze-excite's reduction ratio), else a
-            ValueError is raised.
+        in_channels, out_channels, features: as for every network (:mod:`connected_unets.networks`);
+            every entry of ``features`` must be at least 8 (the squeeze-excite's reduction ratio),
+            else a ValueError is raised.
 
-    Shapes: input (B, in_channels, H, W) with H and W multiples of ``2 ** len(features)`` (16 by
-    default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
-    network and the size); output (B, out_channels, H, W) logits, no sigmoid (apply
-    ``torch.sigmoid`` and a threshold for a mask).
+    Shapes: (B, in_channels, H, W), H and W multiples of ``2 ** len(features)`` -> logits
+    (B, out_channels, H, W).
 
     Example::
 
