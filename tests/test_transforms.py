@@ -150,3 +150,21 @@ def test_the_way_back_puts_each_roi_where_it_came_from():
     mask = np.maximum.reduce(pasted)
     assert mask.shape == reference.shape
     assert dice(mask, reference) > 0.97
+
+
+def test_inference_preprocessing_equals_validation_preprocessing_on_real_rois():
+    """common.yaml's ROI pipeline is written once: what the network sees of a lesion at inference
+    (inference.yaml: full image + boxes) is exactly what training's validation scored (train.yaml)."""
+    inference = _inference_config().get_parsed_content("preprocessing")
+    train = open_config(["train.yaml"], BUNDLE, {"dataset_dir": str(BUNDLE / "sample_data" / "rois")})
+    validation = train.get_parsed_content("validate#preprocessing")
+    rois = BUNDLE / "sample_data" / "rois"
+    entries = json.loads((rois / "datalist.json").read_text())
+    items = [item for split in ("training", "validation") for item in entries[split]]
+    assert len(items) >= 8
+    for item in items:
+        image, label = str(rois / item["image"]), str(rois / item["label"])
+        scored = validation({"image": image, "label": label, "box": item["box"]})
+        seen = inference({"image": image, "boxes": [item["box"]]})
+        torch.testing.assert_close(torch.as_tensor(seen["image"])[0], torch.as_tensor(scored["image"]), rtol=0, atol=0)
+        assert list(seen["roi_box"][0].tolist()) == list(scored["roi_box"])
