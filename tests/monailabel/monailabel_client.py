@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from monailabel_servers import Server
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "monai_bundle" / "sample_data"

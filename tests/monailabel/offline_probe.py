@@ -1,6 +1,6 @@
 """Start the app's MONAI Label server with no network at all and ask it for a segmentation.
 
-Run by tests/monailabel/test_monailabel_offline.py with the MONAI Label virtualenv's Python inside
+Run by tests/monailabel/test_monailabel.py with the MONAI Label virtualenv's Python inside
 ``unshare -n`` (a network namespace holding only loopback), so any download at start or at
 inference fails. Two servers, one after the other: on a folder of studies, and on Orthanc's
 DICOMweb root (Orthanc started inside the namespace too, when given). Writes a JSON report and the
