@@ -96,7 +96,7 @@ class Answer:
 
 
 def decode_label(name: str, data: bytes) -> tuple[np.ndarray, str]:
-    """A label file (PNG or NIfTI, as the server writes them) as a (rows, cols) array and its stored dtype."""
+    """A label file (PNG, NIfTI or NRRD, as the server writes them) as a (rows, cols) array and its stored dtype."""
     if name.endswith(".png"):
         array = np.asarray(Image.open(io.BytesIO(data)))
         return array, str(array.dtype)
@@ -107,6 +107,17 @@ def decode_label(name: str, data: bytes) -> tuple[np.ndarray, str]:
         image = nib.Nifti1Image.from_bytes(raw)
         array = np.asarray(image.dataobj)
         return np.ascontiguousarray(array.T), str(image.get_data_dtype())  # stored x, y (connected_unets.io.save_mask)
+    if name.endswith(".nrrd"):  # x, y, 1 voxels, as SimpleITK reads it in 3D Slicer's MONAI Label module
+        import tempfile
+
+        import nrrd
+
+        with tempfile.NamedTemporaryFile(suffix=".nrrd") as handle:
+            handle.write(data)
+            handle.flush()
+            voxels, _ = nrrd.read(handle.name)
+        assert voxels.ndim == 3 and voxels.shape[2] == 1, voxels.shape
+        return np.ascontiguousarray(voxels[:, :, 0].T), str(voxels.dtype)
     raise AssertionError(f"unexpected label file {name}")
 
 

@@ -223,6 +223,18 @@ def test_result_extension_nifti_for_a_jpeg(folder_server, folder_cases, segmente
     np.testing.assert_array_equal(answer.label, reference(case, segmenter)["union"])
 
 
+def test_a_request_as_3d_slicer_sends_it_gets_a_nrrd_labelmap(folder_server, folder_cases, segmenter):
+    """3D Slicer's MONAI Label module sends the model's options (boxes typed in its Options table)
+    with result_extension .nrrd and result_dtype uint8, and reads the label with SimpleITK."""
+    case = folder_cases["P304_R_DM_MLO"]
+    typed = "; ".join(" ".join(str(v) for v in box) for box in case.boxes)
+    answer = infer(folder_server, case.image_id, {"boxes": typed, "result_extension": ".nrrd", "result_dtype": "uint8"}, output="")
+    assert answer.status == 200, answer.body[:500]
+    assert answer.label_name.endswith(".nrrd") and answer.label_dtype == "uint8"
+    np.testing.assert_array_equal(answer.label, reference(case, segmenter)["union"])
+    assert answer.json["label_names"] == {"mass": 1}  # the segment names Slicer gives the label values
+
+
 @pytest.mark.parametrize("image_id", ["P264_L_DM_CC", "CBIS_P_00173_LEFT_CC"])
 def test_dicom_seg_of_a_dicom_study_one_segment_per_roi(folder_server, folder_cases, segmenter, image_id):
     case = folder_cases[image_id]
