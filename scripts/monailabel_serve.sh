@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${MONAILABEL_VENV:-$ROOT/.venv-monailabel}
 STUDIES="" PORT=8000 HOST=127.0.0.1 NETWORKS="" DEVICE=auto
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --studies) STUDIES=${2:?--studies needs a folder or URL}; shift 2 ;;
