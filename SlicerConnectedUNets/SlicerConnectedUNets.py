@@ -1,4 +1,5 @@
-"""3D Slicer module: draw ROI boxes on a mammogram, get one mass segment per ROI (Connected-UNets).
+"""3D Slicer module: draw ROI boxes on a mammogram (or let "Find masses" place them), get one mass
+segment per ROI (Connected-UNets).
 
 The Widget only wires the panel. The Logic reads MRML nodes into numpy and writes segments back
 (``SlicerConnectedUNetsLib.mrml_logic``, tested without the Slicer GUI against ``slicer-core``)
@@ -45,7 +46,8 @@ class SlicerConnectedUNets(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["Connected-UNets for 3D Slicer and MONAI contributors"]
         self.parent.helpText = (
-            "Draw one ROI box around each breast mass on a mammogram and press Segment: every ROI becomes "
+            "Draw one ROI box around each breast mass on a mammogram (or press Find masses: the detector places "
+            "one ROI per mass it finds, its score in the name) and press Segment: every ROI becomes "
             "one segment, computed by a Connected-UNets network (Baccouche et al. 2021) on the GPU when "
             "there is one. Research use only, not for clinical use. See the module README for install, "
             "GPU/CPU choice and offline use."
@@ -77,6 +79,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._pendingRoiIDs = []
         self._observedRoiIDs = set()
         self._timer = None
+        self._finish = None  # what onPollJob hands the finished job to: finishSegmentation or finishDetection
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -110,6 +113,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.weightsPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.autoUpdateCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.placeRoiButton.connect("clicked(bool)", self.onPlaceRoi)
+        self.ui.findMassesButton.connect("clicked(bool)", self.onFindMasses)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
 
@@ -212,6 +216,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         volume = self.ui.inputVolumeSelector.currentNode()
         rois = self.ui.roiSelector.checkedNodes()
         self.ui.applyButton.enabled = not busy
+        self.ui.findMassesButton.enabled = not busy
         if busy:
             self.ui.applyButton.toolTip = "Segmentation is running"
         elif volume is None:
@@ -323,6 +328,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         settings = self.modelSettings()
         logic = self.logic
         self._request = request
+        self._finish = self.finishSegmentation
         self._job = BackgroundJob(lambda job: logic.infer(request, job=job, **settings)).start()
         self._lastStatus = None
         self._timer.start()
@@ -355,9 +361,9 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return
         self._timer.stop()
         self._job, request = None, self._request
-        self._request = None
+        finish, self._request, self._finish = self._finish or self.finishSegmentation, None, None
         try:
-            self.finishSegmentation(job, request)
+            finish(job, request)
         finally:
             self.updateButtonStates()
             slicer.util.showStatusMessage("")
@@ -397,13 +403,63 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         )
         self.updateDeviceInfo()
 
+    def onFindMasses(self):
+        """Search the whole mammogram in the background; the ROIs are added when it is done."""
+        if self._job is not None:
+            return
+        self.status("Finding masses...", clear=True)
+        try:
+            self.setupDependencies()
+            volume = self.ui.inputVolumeSelector.currentNode()
+            image = self.logic.prepare_image(volume, self.currentSliceIndex(volume))
+        except InputError as err:
+            self.status(str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - shown in the panel, traceback in the log
+            logging.exception("Connected-UNets: could not start the search")
+            self.status(f"Could not start: {engine.one_line(err)}")
+            return
+        for note in image.notes:
+            self.status(note)
+        settings, logic = self.modelSettings(), self.logic
+        self._request, self._finish = (volume, image), self.finishDetection
+        self._job = BackgroundJob(lambda job: logic.detect(image, job=job, **settings)).start()
+        self._lastStatus = None
+        self._timer.start()
+        self.updateButtonStates()
+
+    def finishDetection(self, job, request):
+        if job.cancelled or isinstance(job.error, Cancelled):
+            self.status("Cancelled: nothing was changed in the scene.")
+            return
+        if job.error is not None:
+            if isinstance(job.error, InputError):
+                self.status(str(job.error))
+            else:
+                logging.error("Connected-UNets search failed", exc_info=job.error)
+                self.status(f"Failed: {engine.one_line(job.error)} (details in the Python console / log)")
+            return
+        volume, image = request
+        try:
+            rois = self.logic.add_detection_rois(volume, image, job.result)
+        except InputError as err:
+            self.status(str(err))
+            return
+        if not rois:
+            self.status(f"No mass found in '{image.name}' ({job.seconds:.1f} s). Draw ROIs by hand (Draw ROI) where you see one.")
+            return
+        self.status(
+            f"{len(rois)} mass(es) found in {job.seconds:.1f} s: {', '.join(roi.GetName() for roi in rois)}. "
+            "Move, delete or add ROIs, then press Segment."
+        )
+
     def onCancelButton(self):
         job = self._job
         if job is None:
             return
         job.cancel()
         self._timer.stop()
-        self._job, self._request, self._pendingRoiIDs = None, None, []
+        self._job, self._request, self._pendingRoiIDs, self._finish = None, None, [], None
         self.status("Cancelled: nothing was changed in the scene (a running forward pass finishes in the background).")
         self.updateButtonStates()
 

@@ -173,6 +173,45 @@ def random_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def detector_weights(tmp_path_factory) -> Path:
+    """A weights file of the bundle's mass detector (``detector_network`` of configs/common.yaml),
+    untrained but proposing boxes: seeded random weights, except that the classification layer's
+    prior is 0.5 (bias 0) instead of RetinaNet's 0.01, under which every score would stay below the
+    box selector's 0.02 and nothing would come out. Loaded through the doors users have
+    (``--detector-weights``, ``Segmenter.from_bundle(detector_weights=...)``, ``--detector_file``),
+    it runs the real network, box coding, selection and conversion back to pixels; its boxes lie
+    about the anchors with scores near 0.6, not on masses (tests/test_shipped_detector.py checks
+    what the trained detector finds)."""
+    from connected_unets.bundle import open_config, parsed
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        network = parsed(open_config(["detect_inference.yaml"]), "detector_network")
+    finally:
+        torch.random.set_rng_state(state)
+    with torch.no_grad():
+        network.classification_head.cls_logits.bias.zero_()
+    path = tmp_path_factory.mktemp("detector_weights") / "detector.pt"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def threshold_admitting(scores: Sequence[float], at_most: int) -> float:
+    """A score threshold that lets through between 1 and ``at_most`` of ``scores`` (the best ones):
+    the midpoint below the last of them, where the next score is lower by more than rounding
+    (the same network on another thread count may differ in the 7th digit). Keeps the detections
+    a test segments few (each costs the Segmenter a second or so on one CPU thread)."""
+    ranked = sorted((float(s) for s in scores), reverse=True)
+    if not ranked:
+        raise ValueError("no scores to set a threshold among")
+    for count in range(min(at_most, len(ranked)), 0, -1):
+        if count == len(ranked) or ranked[count - 1] - ranked[count] > 1e-4:
+            return (ranked[count - 1] + (ranked[count] if count < len(ranked) else 0.0)) / 2
+    raise ValueError(f"the best {at_most} scores are (nearly) tied: {ranked[: at_most + 1]}")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """In-process torch on one thread, like the subprocesses: small tensors run faster and do not

@@ -12,7 +12,9 @@ IJK through ``ObjectToWorld`` (ROI), the inverse of the volume's parent transfor
 ``RASToIJK`` matrix, whatever the spacing, origin or direction matrix; voxel i covers
 [i - 0.5, i + 0.5), and a pixel belongs to the box when the ROI overlaps it (by more than 1/1000 of
 a pixel). Masks go back into a segment with the volume's own IJK-to-RAS matrix, so each mask pixel
-lands on the voxel it was computed from.
+lands on the voxel it was computed from. "Find masses" goes the other way: each box the detector
+finds on the slice becomes an ROI aligned with the image axes that covers exactly its pixels
+(:func:`box_to_roi`, the inverse of :func:`roi_to_box`), so "Segment" reads back the detected box.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ MIN_ROI_PIXELS = 8
 EDGE_TOLERANCE = 1e-3
 SEGMENT_ID_PREFIX = "ConnectedUNets_"
 ROI_TAG = "ConnectedUNets.ROINodeID"
+#: Node attribute of an ROI that "Find masses" added: the ID of the volume it was found on, and its score.
+DETECTED_ON_ATTRIBUTE = "ConnectedUNets.DetectedOn"
+SCORE_ATTRIBUTE = "ConnectedUNets.DetectionScore"
 #: Segment tags with what the model said about the ROI: confidence (0..1) and, for an empty
 #: segment, why nothing was found; DESCRIPTION_TAG holds both as one sentence for people.
 CONFIDENCE_TAG = "ConnectedUNets.Confidence"
@@ -366,6 +371,61 @@ def apply_masks(request: Request, masks: Sequence[Any], segmentation_node: Any =
     return Result(segmentation_node=segmentation_node, segment_ids=request.segment_ids, notes=notes, empty=empty)
 
 
+def slice_spacing(image: SliceImage) -> tuple[float, float]:
+    """(row, column) pixel size in mm of a slice: the lengths of the volume's J and I axes."""
+    lengths = np.linalg.norm(image.ijk_to_ras[:3, :3], axis=0)
+    return float(lengths[1]), float(lengths[0])
+
+
+def box_to_roi(scene: Any, image: SliceImage, box: Sequence[int], name: str) -> Any:
+    """A Markups ROI covering exactly the pixels of ``box`` (x0, y0, x1, y1) on the image's slice,
+    aligned with the image axes (the inverse of :func:`roi_to_box`), one slice thick, in world
+    coordinates (the volume's parent transforms applied)."""
+    m = image.node_to_world @ image.ijk_to_ras
+    x0, y0, x1, y1 = (float(v) for v in box)
+    centre = m @ np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, float(image.slice_index), 1.0])
+    lengths = np.linalg.norm(m[:3, :3], axis=0)
+    axes = m[:3, :3] / lengths
+    if np.linalg.det(axes) < 0:  # an ROI's frame is right-handed; the ROI is symmetric along its third axis
+        axes[:, 2] *= -1
+    object_to_node = np.eye(4)
+    object_to_node[:3, :3], object_to_node[:3, 3] = axes, centre[:3]
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    roi.SetAndObserveObjectToNodeMatrix(_numpy_to_matrix(object_to_node))
+    roi.SetSize((x1 - x0) * lengths[0], (y1 - y0) * lengths[1], lengths[2])
+    return roi
+
+
+def detection_name(volume_name: str, index: int, score: float) -> str:
+    """The name of "Find masses"' ROI ``index`` (0-based): ``<volume> mass 1 (0.87)``, its score in it."""
+    return f"{volume_name} mass {index + 1} ({score:.2f})"
+
+
+def add_detection_rois(volume_node: Any, image: SliceImage, detections: Sequence[Any]) -> list[Any]:
+    """One ROI node per detection (box, score), named with its score (:func:`detection_name`), the
+    score also in its description and attribute; the ROIs an earlier "Find masses" added on this
+    volume are removed first, so that a second search replaces the first. ROIs the user drew stay."""
+    scene = volume_node.GetScene()
+    if scene is None:
+        raise InputError(f"Volume '{image.name}' was removed from the scene while it was searched")
+    old = [scene.GetNthNodeByClass(i, "vtkMRMLMarkupsROINode") for i in range(scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode"))]
+    for roi in old:
+        if roi is not None and roi.GetAttribute(DETECTED_ON_ATTRIBUTE) == volume_node.GetID():
+            scene.RemoveNode(roi)
+    rois = []
+    for index, (box, score) in enumerate((tuple(d[0]), float(d[1])) for d in detections):
+        roi = box_to_roi(scene, image, box, detection_name(image.name, index, score))
+        roi.SetDescription(f"found by the Connected-UNets mass detector, score {score:.2f}; move, resize or delete it before Segment")
+        roi.SetAttribute(DETECTED_ON_ATTRIBUTE, volume_node.GetID())
+        roi.SetAttribute(SCORE_ATTRIBUTE, f"{score:.4f}")
+        if roi.GetDisplayNode() is None:
+            roi.CreateDefaultDisplayNodes()
+        if roi.GetDisplayNode() is not None:  # an outline, as "Draw ROI" makes them
+            roi.GetDisplayNode().SetFillVisibility(False)
+        rois.append(roi)
+    return rois
+
+
 class MammogramSegmentationLogic:
     """Volume + ROI nodes -> one mass segment per ROI, with a cached model.
 
@@ -407,6 +467,44 @@ class MammogramSegmentationLogic:
     @staticmethod
     def apply(request: Request, masks: Sequence[Any], segmentation_node: Any = None) -> Result:
         return apply_masks(request, masks, segmentation_node)
+
+    # -- "Find masses": the detector's boxes as ROI nodes -------------------------------------------
+
+    @staticmethod
+    def prepare_image(volume_node: Any, slice_index: int | None = None) -> SliceImage:
+        """The slice to search (main thread); InputError when the volume is unusable."""
+        return volume_to_slice(volume_node, slice_index)
+
+    def detect(self, image: SliceImage, segmenter: Any = None, job: Any = None, **model_settings: Any) -> list[Any]:
+        """The detector's (box, score) pairs on a prepared slice (no MRML access), in its pixels
+        and square-pixel geometry; InputError, in one line, without detector weights."""
+        from connected_unets.detection import DetectorMissing
+
+        with self.models.lock:
+            if segmenter is None:
+                if job is not None:
+                    job.report("loading the detector...")
+                segmenter = self.segmenter(**model_settings)
+            try:
+                detector = segmenter.detector
+                if job is not None:
+                    job.check()
+                    job.report(f"searching '{image.name}' for masses on {segmenter.device}...")
+                return detector.detect(image.array, spacing=slice_spacing(image), source=image.name)
+            except DetectorMissing as err:
+                raise InputError(err.saying("draw ROI boxes around the masses (Draw ROI)")) from err
+            except ValueError as err:
+                raise InputError(str(err).strip().splitlines()[0]) from err
+
+    @staticmethod
+    def add_detection_rois(volume_node: Any, image: SliceImage, detections: Sequence[Any]) -> list[Any]:
+        return add_detection_rois(volume_node, image, detections)
+
+    def find_masses(self, volume_node: Any, slice_index: int | None = None, segmenter: Any = None, **model_settings: Any) -> list[Any]:
+        """Search ``volume_node`` and add one ROI node per detected mass (for scripts and tests;
+        the panel runs the same three steps with the search in the background)."""
+        image = self.prepare_image(volume_node, slice_index)
+        return self.add_detection_rois(volume_node, image, self.detect(image, segmenter=segmenter, **model_settings))
 
     def process(
         self,

@@ -23,12 +23,15 @@ __all__ = [
     "BUNDLE_ENV",
     "COMMON_CONFIG",
     "DEFAULT_NETWORK",
+    "DETECTOR_WEIGHTS",
     "NETWORKS",
     "NetworkInfo",
     "bundle_dir",
     "config_files",
+    "detector_weights_file",
     "display_name",
     "network_names",
+    "no_detector_weights",
     "open_config",
     "open_workflow",
     "parsed",
@@ -69,6 +72,8 @@ NETWORKS: dict[str, NetworkInfo] = {
     )
 }
 DEFAULT_NETWORK = "connected_resunets"
+#: The mass detector's weights file in models/ (configs/detect_train.yaml, detect_inference.yaml).
+DETECTOR_WEIGHTS = "detector.pt"
 
 
 def _is_bundle(path: Path) -> bool:
@@ -122,6 +127,17 @@ def weights_name(name: str) -> str:
 def weights_file(name: str, bundle: str | Path | None = None) -> Path:
     """The weights file of network ``name`` in the bundle's ``models/`` folder (it may not exist)."""
     return bundle_dir(bundle) / "models" / weights_name(name)
+
+
+def detector_weights_file(bundle: str | Path | None = None) -> Path:
+    """The mass detector's weights file in the bundle's ``models/`` folder (it may not exist)."""
+    return bundle_dir(bundle) / "models" / DETECTOR_WEIGHTS
+
+
+def no_detector_weights(path: str | Path, instead: str = "give --box") -> str:
+    """The one line every front door says when there is no detector to find masses with; ``instead``
+    names that door's way of giving boxes by hand."""
+    return f"{path}: no detector weights: train them with scripts/train_detector.sh, or {instead}"
 
 
 def shipped_networks(bundle: str | Path | None = None) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""``connected-unets``: the command line front door (segment, demo, prepare, evaluate).
+"""``connected-unets``: the command line front door (segment, demo, prepare, evaluate, synthesize).
 
 Every failure a user can cause (missing file, unreadable image, bad box, missing weights) ends as
 one line on stderr and exit status 2, never a traceback.
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_synthesize
 from .bundle import DEFAULT_NETWORK, network_names, user_error
-from .io import ImageReadError
+from .io import ImageReadError, LoadedImage
 
 
 def probability(text: str) -> float:
@@ -45,10 +46,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the bundle's)")
 
 
-def _segmenter(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep --help fast
+def _segmenter(args: argparse.Namespace, detector: bool = False):  # noqa: ANN202 - imported lazily to keep --help fast
     from .inference import Segmenter
 
-    return Segmenter.from_bundle(args.bundle, model=args.model, device=args.device, weights=args.weights, threshold=args.threshold)
+    found_by = {"detector_weights": args.detector_weights, "detection_threshold": args.detection_threshold} if detector else {}
+    return Segmenter.from_bundle(args.bundle, model=args.model, device=args.device, weights=args.weights, threshold=args.threshold, **found_by)
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -62,6 +64,10 @@ def _segment(args: argparse.Namespace) -> int:
 
     image = load_image(args.image)
     check_output(args.out, image)  # a wrong --out or box is reported before time goes into loading the model
+    if not args.box:
+        return _detect_and_segment(args, image)
+    if args.detections_out is not None:
+        raise ValueError("--detections-out lists what the detector found: leave out --box to detect the masses")
     boxes = [validate_box(box_in_viewer(box, image, args.box_space), image.array.shape, str(args.image)) for box in args.box]
     results = _segmenter(args).segment_rois(image.array, boxes, source=str(args.image), value_range=image.value_range)
     masks = [result.mask for result in results]
@@ -72,6 +78,48 @@ def _segment(args: argparse.Namespace) -> int:
     pixels = int(np.logical_or.reduce(masks).sum())
     print(f"{mask_path}: {pixels} mass pixels in {len(boxes)} ROI(s){note}; per-ROI results in {tables[0].name} and {tables[1].name}")
     return 0
+
+
+def _detect_and_segment(args: argparse.Namespace, image: LoadedImage) -> int:
+    """``segment`` without ``--box``: the detector finds the masses, the Segmenter outlines each."""
+    from . import __version__
+    from .bundle import display_name
+    from .writers import Algorithm, detection_rows, save_detection_table, save_nothing_found, save_results
+
+    if args.detections_out is not None:
+        _check_table_path(args.detections_out, image)
+    segmenter = _segmenter(args, detector=True)
+    threshold = segmenter.detector.threshold  # loads the detector: no weights is one line here, before any work
+    pairs = segmenter.segment_detections(image, source=str(args.image))
+    detections, results = [d for d, _ in pairs], [r for _, r in pairs]
+    if results:
+        algorithm = Algorithm(display_name(args.model), __version__)
+        boxes = [r.box for r in results]
+        written = save_results([r.mask for r in results], boxes, args.out, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
+    else:
+        written = save_nothing_found(args.out, image)
+    if args.detections_out is not None:
+        rows = detection_rows(image, [d.box for d in detections], [d.score for d in detections], [r.mask for r in results],
+                              [r.confidence for r in results], [r.reason for r in results])  # fmt: skip
+        written.append(save_detection_table(rows, args.detections_out))
+    found = sum(r.found for r in results)
+    pixels = sum(int(r.mask.sum()) for r in results)
+    print(
+        f"{args.image}: {len(detections)} mass(es) detected (score >= {threshold:.2f}), {found} outlined, {pixels} mass pixels; "
+        f"wrote {', '.join(str(path) for path in written)}"
+    )
+    return 0
+
+
+def _check_table_path(path: Path, image: LoadedImage) -> None:
+    """A one-line ValueError unless ``path`` can take a CSV table without replacing the input image."""
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"{path}: --detections-out writes a CSV table; give a name ending in .csv")
+    if path.resolve() == Path(image.path).resolve():
+        raise ValueError(f"{path}: is the input image; choose another --detections-out")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write there ({folder} is not a writable folder)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -104,6 +152,16 @@ def _models(args: argparse.Namespace) -> int:
                 note += f" (validation {record.get('metric', 'score')} {record.get('score', float('nan')):.3f})"
         default = " (default)" if name == DEFAULT_NETWORK else ""
         print(f"  {name:<20} {info.display:<20} {note}{default}")
+    from .bundle import detector_weights_file
+
+    detector = detector_weights_file(bundle)
+    if detector.is_file():
+        record = json.loads(detector.with_suffix(".json").read_text()) if detector.with_suffix(".json").is_file() else {}
+        sensitivity = record.get("sensitivity_at_1fp")
+        scored = f" (validation sensitivity {sensitivity:.3f} at 1 false positive per image)" if isinstance(sensitivity, (int, float)) else ""
+        print(f"mass detector (segment without --box): shipped: models/{detector.name}{scored}")
+    else:
+        print(f"mass detector (segment without --box): no weights ({detector.name}: train them with scripts/train_detector.sh)")
     return 0
 
 
@@ -162,6 +220,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation import load_cases, evaluation_workflow, run_evaluation
 
+    if args.detector:
+        return _evaluate_detector(args)
+
     try:
         workflow = evaluation_workflow(
             args.out, dataset_dir=args.dataset_dir, split=args.split, network=args.model, weights=args.weights,
@@ -191,6 +252,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    """``evaluate --detector``: FROC of the detector and the detect-then-segment pipeline end to end."""
+    from tqdm import tqdm
+
+    from .bundle import detector_weights_file
+    from .evaluation.detection_report import FILES, evaluate_detection
+
+    if args.dataset_dir is None:
+        raise ValueError("--detector scores a detection datalist: give --dataset-dir (scripts/prepare_shipped_detection_data.py writes one)")
+    segmenter = _segmenter(args, detector=True)
+    detector = segmenter.detector  # no weights: one line here, before the images are read
+    info = {"network": args.model, "detector": str(args.detector_weights or detector_weights_file(args.bundle))}
+    summary = evaluate_detection(
+        args.dataset_dir / "datalist.json", args.split, args.out, segmenter, args.dataset_dir, info,
+        progress=lambda items: tqdm(items, desc="searching", unit="image"),
+    )  # fmt: skip
+    print(f"{summary['n_images']} images, {summary['n_lesions']} lesions of '{args.split}'; operating threshold {detector.threshold:.3f}")
+    for rate, point in summary["froc"].items():
+        print(f"sensitivity at {rate:>4} FP/image: {point['sensitivity']:.3f}  (score >= {point['threshold']:.3f})")
+    fsa = summary["end_to_end"]["final_segmentation_accuracy"]
+    dice_mass = summary["end_to_end"]["dice_mean_images_with_mass"]
+    print(f"end to end: Dice per image with a mass {'n/a' if dice_mass is None else f'{dice_mass:.3f}'}, "
+          f"final segmentation accuracy {'n/a' if fsa is None else f'{fsa:.3f}'}")  # fmt: skip
+    print(f"report in {args.out}: {', '.join(FILES)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connected-unets", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -199,11 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    segment = commands.add_parser("segment", parents=[verbosity], help="segment the masses inside ROI boxes of one image")
+    segment = commands.add_parser(
+        "segment", parents=[verbosity], help="segment the masses of one image: inside ROI boxes (--box), or found by the detector first"
+    )
     segment.add_argument("image", type=Path, help="mammogram: PNG, JPEG, DICOM, NIfTI or NRRD")
     segment.add_argument(
-        "--box", nargs=4, type=float, action="append", required=True, metavar=("X0", "Y0", "X1", "Y1"),
-        help="ROI in pixels (x0 < x1, y0 < y1, end exclusive) in the --box-space; repeat for several ROIs",
+        "--box", nargs=4, type=float, action="append", default=None, metavar=("X0", "Y0", "X1", "Y1"),
+        help="ROI in pixels (x0 < x1, y0 < y1, end exclusive) in the --box-space; repeat for several ROIs. "
+        "Without --box the mass detector (models/detector.pt) finds the masses first",
     )
     segment.add_argument(
         "--box-space", choices=("viewer", "array"), default="viewer",
@@ -218,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True,
         help="mask file: .png (0/255) or .nii/.nii.gz (0/1) with all ROIs in one mask; .seg.nrrd (3D Slicer) or .dcm "
         "(DICOM SEG, DICOM input only) with one segment per ROI. Per-ROI CSV and JSON go beside it (NAME_rois.csv/.json)",
+    )  # fmt: skip
+    segment.add_argument(
+        "--detections-out", type=Path, default=None, metavar="FILE.csv",
+        help="without --box: write one row per detected mass (box x0 y0 x1 y1 in viewer pixels, score, found, confidence, area)",
+    )  # fmt: skip
+    segment.add_argument("--detector-weights", type=Path, default=None, help="detector weights instead of the bundle's models/detector.pt")
+    segment.add_argument(
+        "--detection-threshold", type=probability, default=None,
+        help="score a detection needs (default: the bundle's operating threshold, detect_inference.yaml)",
     )  # fmt: skip
     _add_model_options(segment)
     segment.set_defaults(run=_segment)
@@ -265,8 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--detections", type=Path, default=None, metavar="CSV",
         help="detector results, columns lesion,detected (flag or probability): adds the final segmentation accuracy",
     )  # fmt: skip
+    evaluate.add_argument(
+        "--detector", action="store_true",
+        help="score the mass detector instead (FROC at 0.25/0.5/1/2 false positives per image, IoU >= 0.3) and the pipeline "
+        "end to end (detected boxes -> masks: Dice per image, final segmentation accuracy) on a detection datalist (--dataset-dir)",
+    )  # fmt: skip
+    evaluate.add_argument("--detector-weights", type=Path, default=None, help="with --detector: weights instead of models/detector.pt")
+    evaluate.add_argument(
+        "--detection-threshold", type=probability, default=None,
+        help="with --detector: the operating threshold the end-to-end figures use (default: the bundle's, detect_inference.yaml)",
+    )  # fmt: skip
     _add_model_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
+    cli_synthesize.add_parser(commands, [verbosity])
     return parser
 
 

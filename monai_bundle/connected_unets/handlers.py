@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,9 @@ class BestModelSaver:
 class TrainingLog:
     """A learning curve that survives interruption: one CSV row per optimizer step and per validation.
 
-    ``<prefix>_train_log.csv``: utc, epoch, iteration, loss, wall and CPU seconds of the step.
+    ``<prefix>_train_log.csv``: utc, epoch, iteration, loss, wall and CPU seconds of the step
+    (``loss_keys`` names the loss columns: the trainer output's entries, ``loss`` by default; a
+    CycleGAN step reports several).
     ``<prefix>_val_log.csv``: utc, epoch, iteration and every validation metric. Rows are appended
     as they happen; when a run resumes from its last saved state, rows of the steps it is about to
     redo (after the state's iteration) are dropped first, so the curve continues without duplicates.
@@ -119,7 +121,9 @@ class TrainingLog:
 
     TRAIN_FIELDS = ("utc", "epoch", "iteration", "loss", "wall_s", "cpu_s")
 
-    def __init__(self, log_dir: str | Path, prefix: str, validator: Engine | None = None) -> None:
+    def __init__(self, log_dir: str | Path, prefix: str, validator: Engine | None = None, loss_keys: Sequence[str] = ("loss",)) -> None:
+        self.loss_keys = tuple(loss_keys)
+        self.train_fields = (*self.TRAIN_FIELDS[:3], *self.loss_keys, *self.TRAIN_FIELDS[4:])
         self.train_file = Path(log_dir) / f"{prefix}_train_log.csv"
         self.val_file = Path(log_dir) / f"{prefix}_val_log.csv"
         self.validator = validator
@@ -171,10 +175,11 @@ class TrainingLog:
         if not is_main_process():
             return
         output = trainer.state.output
-        loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
+        output = output[0] if isinstance(output, list) else output
         wall, cpu = time.perf_counter() - self._clock[0], time.process_time() - self._clock[1]
-        values = [self._now(), trainer.state.epoch, trainer.state.iteration, f"{float(loss):.6f}", f"{wall:.3f}", f"{cpu:.3f}"]
-        self._append(self.train_file, list(self.TRAIN_FIELDS), values)
+        losses = [f"{float(output[key]):.6f}" for key in self.loss_keys]
+        values = [self._now(), trainer.state.epoch, trainer.state.iteration, *losses, f"{wall:.3f}", f"{cpu:.3f}"]
+        self._append(self.train_file, list(self.train_fields), values)
 
     def _log_validation(self, validator: Engine) -> None:
         if not is_main_process() or self._trainer is None:

@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from .precision import resolve_precision
 from .mass_check import covers_image, image_range_fraction, mass_contrast
 from .roi import MarginRule, expand_box, mask_box, validate_box
 from .test_time import VIEWS, averaged_views, box_moved, confidence, view_agreement
+
+if TYPE_CHECKING:  # the detector is loaded when first asked for (connected_unets.detection)
+    from .detection import Detection, Detector
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +97,11 @@ class Segmenter:
 
     The test-time options of ``inference.yaml`` (:mod:`connected_unets.test_time`): ``tta_views``
     dihedral views averaged (1 = off), ``refine_rounds`` re-crops around the predicted mask, and
-    ``precision`` ``bf16`` (autocast) where the weights' record says bf16 masks match fp32."""
+    ``precision`` ``bf16`` (autocast) where the weights' record says bf16 masks match fp32.
+
+    Without boxes, :meth:`detect` finds the masses of a whole picture with the bundle's detector
+    (``configs/detect_inference.yaml``, loaded on first use, so that segmenting inside given boxes
+    needs no detector weights), and :meth:`segment_image` segments what it found."""
 
     def __init__(
         self,
@@ -112,6 +119,9 @@ class Segmenter:
         min_mass_contrast: float = 0.0,
         min_image_range: float = 0.0,
         max_box_fraction: float = 1.0,
+        bundle_dir: str | Path | None = None,
+        detector_weights: str | Path | None = None,
+        detection_threshold: float | str | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.preprocessing = preprocessing
@@ -129,6 +139,10 @@ class Segmenter:
         self.min_mass_contrast = float(min_mass_contrast)
         self.min_image_range = float(min_image_range)
         self.max_box_fraction = float(max_box_fraction)
+        self.bundle_dir = bundle_dir
+        self.detector_weights: str | Path | None = detector_weights  # None: the bundle's models/detector.pt
+        self.detection_threshold: float | str | None = detection_threshold  # None or "auto": the weights' record (common.yaml)
+        self._detector: Detector | None = None
 
     @classmethod
     def from_bundle(
@@ -139,6 +153,8 @@ class Segmenter:
         weights: str | Path | None = None,
         threshold: float | None = None,
         fast: bool = True,
+        detector_weights: str | Path | None = None,
+        detection_threshold: float | None = None,
         **options: Any,
     ) -> Segmenter:
         """Build the network, transforms and inferer of ``configs/common.yaml`` + ``inference.yaml``
@@ -147,7 +163,9 @@ class Segmenter:
         ``fast`` runs a BatchNorm-folded channels_last copy of the network (faster on CPU, see
         :mod:`connected_unets.fast`) when its probabilities match the plain network's within 1e-4
         on a probe input, else the plain network. ``options`` override inference.yaml's test-time
-        keys (``tta``, ``refine_rounds``, ``precision``)."""
+        keys (``tta``, ``refine_rounds``, ``precision``). ``detector_weights`` and
+        ``detection_threshold`` choose the detector :meth:`detect` loads (default: the bundle's
+        ``models/detector.pt`` and detect_inference.yaml's operating threshold)."""
         if weights is None:
             weights = weights_file(model, bundle_dir)
             if not weights.is_file():
@@ -162,7 +180,63 @@ class Segmenter:
             if not 0.0 < float(threshold) < 1.0:
                 raise ValueError(f"threshold {threshold}: a probability threshold must lie strictly between 0 and 1")
             overrides["threshold"] = float(threshold)
+        if detector_weights is not None:
+            overrides["detector_file"] = str(detector_weights)
+        if detection_threshold is not None:
+            overrides["detection_threshold"] = float(detection_threshold)
         return parsed(open_config(["inference.yaml"], bundle_dir, overrides), "segmenter")
+
+    # ------------------------------------------------------------------ whole pictures: detect, then segment
+
+    @property
+    def detector(self) -> Detector:
+        """The mass detector, loaded from the bundle on first use (:class:`connected_unets.detection.Detector`);
+        :class:`~connected_unets.detection.DetectorMissing` (a one-line FileNotFoundError) without weights."""
+        if self._detector is None:
+            from .detection import Detector
+
+            threshold = None if self.detection_threshold in (None, "auto") else float(self.detection_threshold)
+            self._detector = Detector.from_bundle(self.bundle_dir, self.device, self.detector_weights, threshold)
+        return self._detector
+
+    def use_detector(self, detector: Detector | None) -> None:
+        """Detect with ``detector`` from now on (None: load the bundle's again when next asked)."""
+        self._detector = detector
+
+    def detect(
+        self, image: Any, source: str = "image", spacing: Sequence[float] | None = None, value_range: tuple[float, float] | None = None
+    ) -> list[Detection]:
+        """The masses of a whole picture as (box, score) pairs, best first: boxes (x0, y0, x1, y1) in
+        pixels of ``image`` (a 2-D array, or a :class:`~connected_unets.io.LoadedImage`, whose pixel
+        spacing is then used: a DICOM with non-square pixels is searched in square ones), scores
+        at or above the detector's operating threshold. A blank picture gives an empty list."""
+        return self.detector.detect(image, spacing=spacing, source=source, value_range=value_range)
+
+    def segment_detections(
+        self, image: Any, source: str = "image", spacing: Sequence[float] | None = None, value_range: tuple[float, float] | None = None
+    ) -> list[tuple[Detection, ROIResult]]:
+        """Each detected mass with its :class:`ROIResult`: :meth:`detect`, then every detected box
+        through :meth:`segment_rois` as one batch; an empty list when nothing was detected."""
+        if hasattr(image, "array"):  # a LoadedImage: its spacing, value range and name
+            spacing = spacing or (image.spacing if image.spacing_known else None)
+            value_range = value_range or image.value_range
+            source = source if source != "image" else str(image.path)
+        detections = self.detect(image, source=source, spacing=spacing, value_range=value_range)
+        if not detections:
+            return []
+        array = image.array if hasattr(image, "array") else image
+        results = self.segment_rois(array, [d.box for d in detections], source=source, value_range=value_range)
+        return list(zip(detections, results))
+
+    def segment_image(
+        self, image: Any, source: str = "image", spacing: Sequence[float] | None = None, value_range: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, list[Detection]]:
+        """``(mask, detections)`` of a whole picture: the union of the masks of the detected masses
+        (uint8 0/1, the picture's shape; all zeros when nothing was detected) and the detections."""
+        pairs = self.segment_detections(image, source=source, spacing=spacing, value_range=value_range)
+        array = _checked_image(image.array if hasattr(image, "array") else image, source)
+        mask = np.maximum.reduce([r.mask for _, r in pairs]) if pairs else np.zeros(array.shape, dtype=np.uint8)
+        return mask, [d for d, _ in pairs]
 
     def segment(self, image: np.ndarray, boxes: Sequence[Sequence[float]], source: str = "image") -> np.ndarray:
         """Mask (uint8, 0 background / 1 mass) of ``image``'s shape for the masses in ``boxes``:
@@ -283,10 +357,16 @@ def build_segmenter(
     min_mass_contrast: float = 0.0,
     min_image_range: float = 0.0,
     max_box_fraction: float = 1.0,
+    bundle_dir: str | Path | None = None,
+    detector_weights: str | Path | None = None,
+    detection_threshold: float | str | None = None,
 ) -> Segmenter:
     """The Segmenter of inference.yaml's parts (its ``segmenter`` entry): loads ``weights`` into
     ``network`` (one-line errors), swaps in the checked fast copy when ``fast``, and runs bf16 where
-    ``precision`` allows it (``auto``: only with the weights' bf16 record, :func:`bf16_verified`)."""
+    ``precision`` allows it (``auto``: only with the weights' bf16 record, :func:`bf16_verified`).
+    ``detector_weights`` and ``detection_threshold`` (a number, or ``auto``: the weights' record)
+    are what :meth:`Segmenter.detect` loads when first asked (common.yaml's ``detector_file`` and
+    ``detection_threshold``)."""
     load_weights(network, weights)
     if fast:
         network = fast_if_equivalent(network, device)
@@ -303,6 +383,7 @@ def build_segmenter(
         network=network, preprocessing=preprocessing, inferer=inferer, roi_postprocessing=roi_postprocessing, device=device,
         amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, precision=resolved,
         min_mass_contrast=min_mass_contrast, min_image_range=min_image_range, max_box_fraction=max_box_fraction,
+        bundle_dir=bundle_dir, detector_weights=detector_weights, detection_threshold=detection_threshold,
     )  # fmt: skip
 
 
@@ -324,18 +405,22 @@ def mask_names(images: Sequence[str | Path], suffix: str = "_mask.png") -> list[
 
 
 def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]], output_dir: str | Path, network_name: str = DEFAULT_NETWORK) -> dict[str, Any]:
-    """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``; an item without
-    boxes is skipped) into ``output_dir``: ``<stem>_mask.png`` and the per-ROI tables the CLI writes
-    (``_mask_rois.csv``/``.json``). A bad item is logged in one line and skipped, the others are
-    written; ``inference_summary.json`` lists both. This is what ``monai.bundle run`` with
-    inference.yaml runs, so an ``output_dir`` that cannot be written is refused before the first
-    image as training refuses one (:func:`connected_unets.preflight.check_writable`: a one-line
+    """Segment every item of ``datalist`` (``{"image": path, "boxes": [...]}``) into ``output_dir``:
+    ``<stem>_mask.png`` and the per-ROI tables the CLI writes (``_mask_rois.csv``/``.json``). An
+    item without boxes is searched by the detector first (:meth:`Segmenter.segment_detections`)
+    and also gets ``<stem>_mask_detections.csv`` (box, score, confidence, area per mass); without
+    detector weights it is skipped with the one line that says so. A bad item is logged in one
+    line and skipped, the others are written; ``inference_summary.json`` lists both. This is what
+    ``monai.bundle run`` with inference.yaml runs, so an ``output_dir`` that cannot be written is
+    refused before the first image as training refuses one
+    (:func:`connected_unets.preflight.check_writable`: a one-line
     :class:`~connected_unets.preflight.SetupError`, exit status 1), not by a skip per image and a
     traceback at the end."""
     from . import __version__
+    from .detection import DetectorMissing
     from .io import ImageReadError, atomic_output, load_image
     from .preflight import check_writable
-    from .writers import Algorithm, save_results
+    from .writers import Algorithm, detection_rows, detections_path, save_detection_table, save_nothing_found, save_results
 
     output_dir = check_writable(output_dir, what="output_dir")
     algorithm = Algorithm(display_name(network_name), __version__)
@@ -345,13 +430,30 @@ def segment_datalist(segmenter: Segmenter, datalist: Sequence[Mapping[str, Any]]
         try:
             image = load_image(source)
             boxes = item.get("boxes")
-            if not boxes:
-                raise ValueError(f"{source}: no boxes; give a box around each mass (automatic detection is not built yet)")
-            results = segmenter.segment_rois(image.array, boxes, source=source, value_range=image.value_range)
-            masks = [r.mask for r in results]
-            save_results(masks, [r.box for r in results], output_dir / name, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
-            written.append({"image": source, "mask": str(output_dir / name), "rois": len(results), "found": sum(r.found for r in results)})
-            logger.info("%s: %d mass pixels in %d ROI(s) -> %s", source, int(np.maximum.reduce(masks).sum()), len(results), output_dir / name)
+            detections = None
+            if boxes:
+                results = segmenter.segment_rois(image.array, boxes, source=source, value_range=image.value_range)
+            else:  # no boxes: find the masses first
+                pairs = segmenter.segment_detections(image, source=source)
+                detections, results = [d for d, _ in pairs], [r for _, r in pairs]
+            target = output_dir / name
+            if results:
+                masks = [r.mask for r in results]
+                save_results(masks, [r.box for r in results], target, image, algorithm, [r.confidence for r in results], [r.reason for r in results])
+            else:
+                masks = [np.zeros(image.array.shape, dtype=np.uint8)]
+                save_nothing_found(target, image)
+            entry = {"image": source, "mask": str(target), "rois": len(results), "found": sum(r.found for r in results)}
+            if detections is not None:
+                rows = detection_rows(image, [d.box for d in detections], [d.score for d in detections], [r.mask for r in results],
+                                      [r.confidence for r in results], [r.reason for r in results])  # fmt: skip
+                entry["detections"] = str(save_detection_table(rows, detections_path(target)))
+            written.append(entry)
+            logger.info("%s: %d mass pixels in %d ROI(s) -> %s", source, int(np.maximum.reduce(masks).sum()), len(results), target)
+        except DetectorMissing as err:
+            message = f"{source}: " + err.saying('give the item its "boxes"')  # names the image, as every skip does
+            logger.error("skipped %s", message)
+            skipped.append({"image": source, "reason": message})
         except (ImageReadError, ValueError, OSError) as err:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             logger.error("skipped %s", message)

@@ -271,3 +271,40 @@ class ExtractROIsd(MapTransform):
             d[key] = torch.stack([torch.as_tensor(roi[key]) for roi in rois])
         d["roi_box"] = torch.as_tensor([roi["roi_box"] for roi in rois])
         return d
+
+
+class LoadWorkingImaged(MapTransform):
+    """Read a whole mammogram and its lesion boxes for the mass detector: ``image`` becomes the
+    (1, size, size) working image of :func:`connected_unets.detection.working_image` (one mm scale
+    for both axes, longer side at ``size``), ``boxes`` (ours, input pixels; absent or empty for an
+    image without a mass) become MONAI's (row0, col0, row1, col1) in working pixels, shape (N, 4),
+    and ``labels`` N zeros (the one class, mass). The box conversion is
+    :class:`connected_unets.detection.WorkingGeometry`'s, the one place that knows both conventions."""
+
+    def __init__(self, keys: KeysCollection = "image", size: int = 512, boxes_key: str = "boxes", labels_key: str = "labels") -> None:
+        super().__init__(keys)
+        self.size = int(size)
+        self.boxes_key = boxes_key
+        self.labels_key = labels_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from .detection import WorkingGeometry, working_image
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+                d[f"{key}_path"] = str(value)
+                loaded = load_image(value)
+                array, spacing = loaded.array, (loaded.spacing if loaded.spacing_known else (1.0, 1.0))
+            else:
+                array, spacing = np.asarray(value), tuple(d.get("spacing") or (1.0, 1.0))
+            geometry = WorkingGeometry.of(array.shape, self.size, spacing)
+            d[key] = working_image(array, geometry)
+            boxes = d.get(self.boxes_key)
+            boxes = [] if boxes is None else np.asarray(boxes, dtype=np.float32)
+            d[self.boxes_key] = torch.as_tensor(geometry.to_working(boxes), dtype=torch.float32).reshape(-1, 4)
+            d[self.labels_key] = torch.zeros(len(d[self.boxes_key]), dtype=torch.long)
+            d["image_size"] = list(array.shape)
+        return d
+

@@ -299,3 +299,62 @@ def _max_diameter(mask: np.ndarray, spacing: tuple[float, float]) -> float:
     regions = regionprops(mask.astype(np.uint8), spacing=spacing)
     return float(regions[0].feret_diameter_max) if regions else 0.0
 
+
+
+#: Columns of a detections table (``connected-unets segment --detections-out``, detect_inference.yaml's
+#: detections.csv): one row per detected mass, box in pixels of the image (viewer pixels), the
+#: detector's score and, where the mass was segmented, the Segmenter's confidence and the area.
+DETECTION_COLUMNS = ("image", "detection", "x0", "y0", "x1", "y1", "score", "found", "confidence", "area_px", "area_mm2", "note")
+
+
+def save_detection_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write detection rows (columns :data:`DETECTION_COLUMNS`; a missing one stays empty) as CSV,
+    atomically; a header alone when nothing was detected."""
+    target = Path(path)
+    with atomic_output(target) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=DETECTION_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+    return target
+
+
+def detection_rows(
+    image: LoadedImage,
+    boxes: Sequence[Sequence[int]],
+    scores: Sequence[float],
+    masks: Sequence[np.ndarray] | None = None,
+    confidences: Sequence[float | None] | None = None,
+    notes: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One :data:`DETECTION_COLUMNS` row per detected box: the box and score, and when the masses
+    were segmented (``masks``), whether a mass was found in it, the confidence, area and note of
+    :func:`roi_rows`."""
+    if len(scores) != len(boxes):
+        raise ValueError(f"{len(scores)} scores for {len(boxes)} boxes")
+    rows = roi_rows(masks, boxes, image, confidences, notes) if masks is not None and len(masks) else [{} for _ in boxes]
+    return [
+        {
+            **{k: row.get(k) for k in ("found", "confidence", "area_px", "area_mm2", "note")},
+            "image": str(image.path), "detection": index + 1,
+            **dict(zip(("x0", "y0", "x1", "y1"), (int(v) for v in box))), "score": round(float(score), 4),
+        }
+        for index, (box, score, row) in enumerate(zip(boxes, scores, rows))
+    ]  # fmt: skip
+
+
+def detections_path(mask_path: str | Path) -> Path:
+    """``mask_detections.csv`` beside ``mask.png`` (or .nii.gz, .seg.nrrd, .dcm): what was detected."""
+    csv_path, _ = roi_table_paths(mask_path)
+    return csv_path.with_name(csv_path.name[: -len("_rois.csv")] + "_detections.csv")
+
+
+def save_nothing_found(path: str | Path, image: LoadedImage) -> list[Path]:
+    """What a whole-image search that found no mass writes: an all-zero mask where the format holds
+    one without segments (.png, .nii, .nii.gz; a DICOM SEG and a .seg.nrrd need at least one
+    segment, so nothing is written there) and the per-ROI tables without rows; the paths written."""
+    check_output(path, image)
+    target = Path(path)
+    written = []
+    if target.name.lower().endswith((".png", ".nii", ".nii.gz")):
+        written.append(save_mask(np.zeros(image.array.shape, dtype=np.uint8), target, reference=image))
+    return [*written, *save_roi_tables([], target, image.path)]

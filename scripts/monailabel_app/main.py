@@ -11,9 +11,10 @@ virtualenv (``scripts/monailabel_env.sh``). Options (``--conf KEY VALUE``):
 - ``device``: ``auto`` (default), ``cpu`` or ``cuda``.
 - ``modality``: which DICOMweb series are studies (default ``MG``; empty for all).
 
-Every infer request needs ``params`` ``{"boxes": [[x0, y0, x1, y1], ...]}``: the model segments
-masses inside ROI boxes (whole-image detection is not built yet). The masks are those of
-``connected_unets.inference.Segmenter``, the one every front door of the project uses.
+An infer request gives ``params`` ``{"boxes": [[x0, y0, x1, y1], ...]}`` to segment the masses
+inside ROI boxes; without boxes the bundle's mass detector (``models/detector.pt``) finds them
+first. The masks are those of ``connected_unets.inference.Segmenter``, the one every front door of
+the project uses.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def _inference_outcome(summary: dict, out_dir: Path, text: str, warnings: list[s
         mask = Path(entry["mask"])
         more_found, more_shapes, more_notes, more_boxes = _read_tables(mask)
         found, shapes, notes, boxes = found + more_found, shapes + more_shapes, notes + more_notes, boxes + more_boxes
-        outputs |= {str(mask), *map(str, roi_table_paths(mask))}
+        outputs |= {str(mask), *map(str, roi_table_paths(mask)), *([entry["detections"]] if entry.get("detections") else [])}
     skipped = [entry["reason"] for entry in summary["skipped"]]
     if skipped:
         outcome, message = SKIPPED, skipped[0]

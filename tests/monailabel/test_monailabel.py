@@ -46,6 +46,12 @@ from PIL import Image
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(venv_missing()), reason=venv_missing() or "-")]
 
 SERVER_START_S = 300  # a cold start on a busy 2-core machine; about 15 s when idle
+#: a request without boxes is searched by the bundle's detector; without its weights it is a 422 saying so
+DETECTOR_SHIPPED = (Path(__file__).resolve().parents[2] / "monai_bundle" / "models" / "detector.pt").is_file()
+NO_BOXES = [
+    ("no boxes", {}),
+    ("an empty box list", {"boxes": []}),
+]
 
 
 
@@ -262,8 +268,7 @@ BAD_REQUESTS = [
     ("unknown model", GOOD, {"boxes": [[10, 10, 100, 100]]}, None, "all", 404, "no model"),
     ("params not JSON", GOOD, "{boxes: [[1, 2, 3, 4]]", None, "all", 422, "not valid JSON"),
     ("params a JSON list", GOOD, "[[175, 142, 302, 267]]", None, "all", 422, "JSON object"),
-    ("no boxes", GOOD, {}, None, "all", 422, "boxes are required"),
-    ("an empty box list", GOOD, {"boxes": []}, None, "all", 422, "boxes are required"),
+    *([] if DETECTOR_SHIPPED else [(what, GOOD, params, None, "all", 422, "no detector weights") for what, params in NO_BOXES]),
     ("a box of 3 numbers", GOOD, {"boxes": [[175, 142, 302]]}, None, "all", 422, "4 numbers"),
     ("a box of strings", GOOD, {"boxes": [["a", "b", "c", "d"]]}, None, "all", 422, "4 numbers"),
     ("boxes not a list", GOOD, {"boxes": {"x0": 1}}, None, "all", 422, "list"),
@@ -294,6 +299,22 @@ def test_a_bad_request_is_a_4xx_with_a_readable_message_and_the_next_is_served(f
     after = infer(folder_server, GOOD, {"boxes": case.boxes})
     assert after.status == 200
     np.testing.assert_array_equal(after.label, reference(case, segmenter)["union"])
+
+
+@pytest.mark.skipif(not DETECTOR_SHIPPED, reason="needs the trained detector (models/detector.pt): train it with scripts/train_detector.sh")
+@pytest.mark.parametrize("what,params", NO_BOXES, ids=[n[0] for n in NO_BOXES])
+def test_a_request_without_boxes_answers_with_the_detected_masses(folder_server, folder_cases, segmenter, what, params):
+    case = folder_cases[GOOD]
+    answer = infer(folder_server, GOOD, params)
+    assert answer.status == 200, answer.body[:500]
+    from connected_unets.io import load_image
+
+    expected = segmenter.segment_detections(load_image(case.path))
+    assert answer.json["boxes_from"] == "detector"
+    assert [r["box"] for r in answer.json["rois"]] == [list(d.box) for d, _ in expected]
+    assert [r["score"] for r in answer.json["rois"]] == [round(d.score, 4) for d, _ in expected]
+    union = np.maximum.reduce([r.mask for _, r in expected]) if expected else np.zeros_like(answer.label)
+    np.testing.assert_array_equal(answer.label, union)
 
 
 # --- load -------------------------------------------------------------------------------
@@ -453,8 +474,9 @@ def test_bad_requests_to_the_archive_are_4xx_and_the_next_is_served(dicomweb_ser
     case = made_case(archive_cases, "P60_L_DM_MLO")
     unknown = infer(dicomweb_server, "1.2.3.4.5.6.7.8.9", {"boxes": [[10, 10, 100, 100]]})
     assert unknown.status == 404 and "unknown image id" in unknown.json["detail"]
-    no_boxes = infer(dicomweb_server, case.image_id, {})
-    assert no_boxes.status == 422 and "boxes are required" in no_boxes.json["detail"]
+    if not DETECTOR_SHIPPED:
+        no_boxes = infer(dicomweb_server, case.image_id, {})
+        assert no_boxes.status == 422 and "no detector weights" in no_boxes.json["detail"]
     other = made_case(archive_cases, "P72_R_DM_CC")
     seg = requests.post(f"{dicomweb_server.url}/infer/{MODEL}", params={"image": other.image_id, "output": "dicom_seg"}, files={"params": (None, f'{{"boxes": {other.boxes}}}')}, timeout=600)
     wrong = requests.put(f"{dicomweb_server.url}/datastore/label", params={"image": case.image_id, "tag": "final"}, files={"label": ("seg.dcm", seg.content)}, timeout=600)

@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 ALL_COMPONENTS = RegionRule(opening_radius=0, min_area=10, min_solidity=0.0, min_axis_ratio=0.0)
 
 
-def read_folder(root: str | Path, manifest: str | Path | None = None) -> ReadResult:
-    """Records of a folder dataset in any of the three layouts above."""
+def read_folder(root: str | Path, manifest: str | Path | None = None, negatives: bool = False) -> ReadResult:
+    """Records of a folder dataset in any of the three layouts above. With ``negatives`` the rows
+    that a manifest marks ``is_mass = 0`` become records without annotations (images without a
+    mass, for the detector's datalist, :mod:`connected_unets.data.detection`) instead of skips."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found")
@@ -44,11 +46,11 @@ def read_folder(root: str | Path, manifest: str | Path | None = None) -> ReadRes
     if manifest and not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
     if path.is_file():
-        return _read_manifest(path)
+        return _read_manifest(path, negatives)
     return _pair_by_name(root)
 
 
-def _read_manifest(path: Path) -> ReadResult:
+def _read_manifest(path: Path, negatives: bool = False) -> ReadResult:
     rows = read_csv_rows(path)
     columns = set(rows[0]) if rows else set()
     if {"image", "mask", "patient"} <= columns:
@@ -61,6 +63,9 @@ def _read_manifest(path: Path) -> ReadResult:
     result = ReadResult(folders={base})
     lesions = _lesion_ids([image for image, *_ in entries])
     for (image, mask, row, rule), lesion in zip(entries, lesions):
+        if row.get("is_mass", "1").strip() == "0" and negatives and (base / image).is_file():
+            result.records.append(ImageRecord(image=base / image, patient=row["patient"].strip(), annotations=()))
+            continue
         if row.get("is_mass", "1").strip() == "0":
             result.skipped.append(Skip(str(base / image), f"{base / image}: manifest marks no mass finding (is_mass = 0)", "not a mass"))
             continue

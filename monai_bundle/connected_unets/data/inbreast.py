@@ -28,8 +28,10 @@ class MalformedROI(ValueError):
     """An XML ROI whose points cannot be parsed."""
 
 
-def read_inbreast(root: str | Path, roi_names: tuple[str, ...] = ("Mass",)) -> ReadResult:
-    """Image records of an INbreast folder; ROIs whose ``Name`` is in ``roi_names`` (case-insensitive) are lesions."""
+def read_inbreast(root: str | Path, roi_names: tuple[str, ...] = ("Mass",), negatives: bool = False) -> ReadResult:
+    """Image records of an INbreast folder; ROIs whose ``Name`` is in ``roi_names`` (case-insensitive) are lesions.
+    With ``negatives`` an image without such an ROI (no XML, or none of those names in it) becomes a
+    record without annotations (an image without a mass, for the detector) instead of a skip."""
     root = Path(root)
     dicom_dir, xml_dir = root / "AllDICOMs", root / "AllXML"
     for folder in (dicom_dir, xml_dir):
@@ -45,6 +47,10 @@ def read_inbreast(root: str | Path, roi_names: tuple[str, ...] = ("Mass",)) -> R
             continue
         file_id = match["file_id"]
         xml = xml_dir / f"{file_id}.xml"
+        extra = {"laterality": match["laterality"].upper(), "view": match["view"].upper(), "file_id": file_id}
+        if not xml.is_file() and negatives:
+            result.records.append(ImageRecord(dicom, match["patient"], (), "", extra))
+            continue
         if not xml.is_file():
             result.skipped.append(Skip(str(dicom), f"{dicom}: no lesion annotated (no {xml.name})", "no lesion"))
             continue
@@ -62,10 +68,13 @@ def read_inbreast(root: str | Path, roi_names: tuple[str, ...] = ("Mass",)) -> R
                 result.skipped.append(Skip(str(xml), f"{xml}: ROI {index} ({name}): {points}", "bad polygon"))
                 continue
             annotations.append(Annotation(lesion=f"{file_id}_roi{index}", pathology=pathology, polygon=points))
+        malformed = any(name.strip().lower() in wanted and isinstance(points, MalformedROI) for name, points in rois)
+        if not annotations and negatives and not malformed:
+            result.records.append(ImageRecord(dicom, match["patient"], (), "", extra))
+            continue
         if not annotations:
             result.skipped.append(Skip(str(dicom), f"{dicom}: no {'/'.join(roi_names)} ROI in {xml.name}", "no lesion"))
             continue
-        extra = {"laterality": match["laterality"].upper(), "view": match["view"].upper(), "file_id": file_id}
         result.records.append(ImageRecord(dicom, match["patient"], tuple(annotations), "", extra))
     return result
 

@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 
 from ..io import atomic_output
 
-__all__ = ["Panel", "plot_montage", "plot_roc"]
+__all__ = ["Panel", "plot_froc", "plot_montage", "plot_roc"]
 
 REFERENCE_COLOUR = "#3cdc3c"  # the same green/red as the demo's overlays
 PREDICTION_COLOUR = "#ff3c3c"
@@ -67,4 +67,30 @@ def plot_montage(panels: Sequence[Panel], path: str | Path) -> Path:
         axes.set_axis_off()
     outlines = [Line2D([], [], color=REFERENCE_COLOUR, label="reference"), Line2D([], [], color=PREDICTION_COLOUR, label="prediction")]
     figure.legend(handles=outlines, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
+    return _save(figure, path)
+
+
+def plot_froc(
+    fps_per_image: np.ndarray,
+    sensitivity: np.ndarray,
+    points: dict[float, float],
+    path: str | Path,
+    title: str = "FROC",
+    second: tuple[np.ndarray, np.ndarray, str] | None = None,
+) -> Path:
+    """The FROC curve (sensitivity against false positives per image, a step curve), its reported
+    points ``{fp rate: sensitivity}`` marked, optionally a ``second`` curve (x, y, label) dashed."""
+    figure = Figure(figsize=(5.0, 4.0))
+    axes = figure.add_subplot()
+    limit = max(4.0, max(points) * 1.5) if points else 4.0
+    axes.step(fps_per_image, sensitivity, where="post", color="tab:blue", lw=2, label="IoU >= 0.3")
+    if second is not None:
+        axes.step(second[0], second[1], where="post", color="tab:orange", lw=1.5, ls="--", label=second[2])
+    for rate, value in points.items():
+        axes.plot([rate], [value], "o", color="tab:blue")
+        axes.annotate(f"{value:.2f}", (rate, value), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    axes.set(xlim=(0, limit), ylim=(0, 1.02), xlabel="false positives per image", ylabel="sensitivity (lesions found)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
     return _save(figure, path)

@@ -20,6 +20,9 @@ and maps an input (B, in_channels, H, W), H and W multiples of ``2 ** len(featur
 default; anything else, or a tensor that is not 4-D, raises a one-line ValueError naming the
 network and the size), to logits (B, out_channels, H, W), no sigmoid (apply ``torch.sigmoid`` and
 a threshold for a mask).
+
+The CycleGAN's networks of the synthesis step (:class:`ResnetGenerator`, :class:`PatchGANDiscriminator`)
+are in :mod:`.cyclegan`; they segment nothing, so they are not in the registry.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from .connected import ConnectedAUNets, ConnectedResUNets, ConnectedUNets
+from .cyclegan import PatchGANDiscriminator, ResnetGenerator
 from .single import AUNet, ResUNet, UNet
 
 NETWORKS: dict[str, type[nn.Module]] = {
@@ -70,4 +74,4 @@ def get_network(name: str, aspp: bool = True, **kwargs: Any) -> nn.Module:
     return NETWORKS[key](**kwargs)
 
 
-__all__ = ["CONNECTED", "NETWORKS", "set_batch_norm_momentum", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network"]
+__all__ = ["CONNECTED", "NETWORKS", "set_batch_norm_momentum", "AUNet", "ConnectedAUNets", "ConnectedResUNets", "ConnectedUNets", "ResUNet", "UNet", "get_network", "PatchGANDiscriminator", "ResnetGenerator"]

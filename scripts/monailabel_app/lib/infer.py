@@ -6,7 +6,8 @@ MONOCHROME1, compressed syntaxes, PNG/JPEG/NIfTI/NRRD), the masks come from
 ``connected_unets.io`` / ``connected_unets.writers`` (the DICOM SEG and ``.seg.nrrd`` of the CLI).
 This task only turns a MONAI Label request into those calls and their results into the label
 image MONAI Label clients expect (the whole mammogram, 0 background / 1 mass, uint8) and the JSON
-with one row per ROI.
+with one row per ROI. A request without boxes is answered with the masses the bundle's detector
+finds (``Segmenter.segment_detections``): one row per detected mass, its detector score included.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from connected_unets import __version__
 from connected_unets.bundle import display_name
+from connected_unets.detection import DetectorMissing
 from connected_unets.inference import Segmenter
 from connected_unets.io import ImageReadError, LoadedImage, load_image, save_mask
 from connected_unets.writers import Algorithm, roi_rows, save_dicom_seg, save_seg_nrrd
 
-from .params import RequestError, flag, parse_boxes, result_extension
+from .params import BOXES_HELP, RequestError, flag, parse_boxes, result_extension
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,8 @@ class MassSegmentation(InferTask):
             dimension=2,
             description=(
                 f"{self.algorithm.name} {__version__}: breast masses inside ROI boxes of a 2-D mammogram; "
-                "params boxes = [[x0, y0, x1, y1], ...] in pixels of the stored image (or the text 'x0 y0 x1 y1; ...')"
+                "params boxes = [[x0, y0, x1, y1], ...] in pixels of the stored image (or the text 'x0 y0 x1 y1; ...'); "
+                "without boxes the masses are found by the bundle's detector first"
             ),
             config={"boxes": ""},  # shown as an editable option by clients (3D Slicer's Options table)
         )
@@ -95,16 +98,25 @@ class MassSegmentation(InferTask):
         if want_seg and image.dicom is None:
             raise RequestError(422, f"{name}: a DICOM SEG references a DICOM image, and this study is not DICOM; ask for output=image or json")
         loaded = time.perf_counter()
+        scores: list[float | None] = [None] * len(boxes)
         with self._lock:
             try:
-                results = self.segmenter.segment_rois(image.array, boxes, source=name, value_range=image.value_range)
+                if boxes:
+                    results = self.segmenter.segment_rois(image.array, boxes, source=name, value_range=image.value_range)
+                else:  # no boxes: the detector finds the masses, the Segmenter outlines them
+                    pairs = self.segmenter.segment_detections(image, source=name)
+                    results, scores = [r for _, r in pairs], [round(d.score, 4) for d, _ in pairs]
+            except DetectorMissing as err:
+                raise RequestError(422, err.saying(f"send {BOXES_HELP}")) from None
             except ValueError as err:  # boxes outside or empty, an unusable image: one line naming it
                 raise RequestError(422, str(err)) from None
         inferred = time.perf_counter()
         masks = [r.mask for r in results]
-        union = np.maximum.reduce(masks).astype(np.uint8)
-        label_file = self._write_label(union, masks, image, extension)
-        rows = roi_rows(masks, [r.box for r in results], image, [r.confidence for r in results], [r.reason for r in results])
+        if want_seg and not masks:
+            raise RequestError(422, f"{name}: no mass detected, so there is no DICOM SEG to send; ask for output=image or json")
+        union = np.maximum.reduce(masks).astype(np.uint8) if masks else np.zeros(image.array.shape, dtype=np.uint8)
+        label_file = self._write_label(union, masks or [union], image, extension)
+        rows = roi_rows(masks, [r.box for r in results], image, [r.confidence for r in results], [r.reason for r in results]) if masks else []
         result: dict[str, Any] = {
             "label_names": dict(LABELS),
             "model": self.algorithm.name,
@@ -112,19 +124,21 @@ class MassSegmentation(InferTask):
             "version": self.algorithm.version,
             "image": name,
             "image_size": [int(union.shape[0]), int(union.shape[1])],  # rows, columns
+            "boxes_from": "request" if boxes else "detector",
             "rois": [
                 {
                     "roi": row["roi"],
                     "box": [row["x0"], row["y0"], row["x1"], row["y1"]],
                     "found": bool(r.found),
                     "confidence": row["confidence"],
+                    "score": score,
                     "reason": r.reason,
                     "area_px": row["area_px"],
                     "area_mm2": row["area_mm2"],
                     "max_diameter_px": row["max_diameter_px"],
                     "max_diameter_mm": row["max_diameter_mm"],
                 }
-                for row, r in zip(rows, results)
+                for row, r, score in zip(rows, results, scores)
             ],
         }
         if want_seg:

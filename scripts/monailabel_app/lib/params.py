@@ -78,7 +78,9 @@ def _boxes_from_text(text: str) -> Any:
 
 
 def parse_boxes(value: Any) -> list[list[int | float]]:
-    """The ROI boxes of a request, each 4 finite numbers; RequestError(422) when they are missing or malformed.
+    """The ROI boxes of a request, each 4 finite numbers; RequestError(422) when they are malformed.
+    No boxes (absent, ``[]``, ``""``) is an empty list: the infer task then finds the masses with
+    the bundle's detector.
 
     A list of boxes, one un-nested box, or text (see :func:`_boxes_from_text`). Where a box lies on
     the image is checked by the Segmenter once the image is read (a box partly outside is clipped
@@ -86,7 +88,7 @@ def parse_boxes(value: Any) -> list[list[int | float]]:
     if isinstance(value, str):
         value = _boxes_from_text(value) if value.strip() else None
     if value is None or (isinstance(value, list) and not value):
-        raise RequestError(422, f"boxes are required (this model segments masses inside ROI boxes; automatic detection is not built yet): send {BOXES_HELP}")
+        return []
     if not isinstance(value, list):
         raise RequestError(422, f"boxes must be a list of [x0, y0, x1, y1], got a {type(value).__name__}; send {BOXES_HELP}")
     if all(_number(v) for v in value):
