@@ -374,16 +374,23 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             if rois:
                 self.startSegmentation(rois, automatic=True)
 
-    def finishSegmentation(self, job, request):
+    def reportFailedJob(self, job, what: str) -> bool:
+        """Say in the panel why a background job brought no result (cancelled, bad input, error);
+        False when it has one to apply."""
         if job.cancelled or isinstance(job.error, Cancelled):
             self.status("Cancelled: nothing was changed in the scene.")
-            return
-        if job.error is not None:
-            if isinstance(job.error, InputError):
-                self.status(str(job.error))
-            else:
-                logging.error("Connected-UNets failed", exc_info=job.error)
-                self.status(f"Failed: {engine.one_line(job.error)} (details in the Python console / log)")
+            return True
+        if job.error is None:
+            return False
+        if isinstance(job.error, InputError):
+            self.status(str(job.error))
+        else:
+            logging.error(f"Connected-UNets {what} failed", exc_info=job.error)
+            self.status(f"Failed: {engine.one_line(job.error)} (details in the Python console / log)")
+        return True
+
+    def finishSegmentation(self, job, request):
+        if self.reportFailedJob(job, "segmentation"):
             return
         try:
             result = self.logic.apply(request, job.result, self.ui.outputSegmentationSelector.currentNode())
@@ -429,15 +436,7 @@ class SlicerConnectedUNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.updateButtonStates()
 
     def finishDetection(self, job, request):
-        if job.cancelled or isinstance(job.error, Cancelled):
-            self.status("Cancelled: nothing was changed in the scene.")
-            return
-        if job.error is not None:
-            if isinstance(job.error, InputError):
-                self.status(str(job.error))
-            else:
-                logging.error("Connected-UNets search failed", exc_info=job.error)
-                self.status(f"Failed: {engine.one_line(job.error)} (details in the Python console / log)")
+        if self.reportFailedJob(job, "search"):
             return
         volume, image = request
         try:

@@ -279,6 +279,15 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detector_options(parser: argparse.ArgumentParser, threshold_help: str) -> None:
+    """--detector-weights and --detection-threshold, the same for every command that detects."""
+    parser.add_argument("--detector-weights", type=Path, default=None, help="detector weights instead of the bundle's models/detector.pt")
+    parser.add_argument(
+        "--detection-threshold", type=probability, default=None,
+        help=f"{threshold_help} (default: the bundle's operating threshold, detect_inference.yaml)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connected-unets", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -314,11 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detections-out", type=Path, default=None, metavar="FILE.csv",
         help="without --box: write one row per detected mass (box x0 y0 x1 y1 in viewer pixels, score, found, confidence, area)",
     )  # fmt: skip
-    segment.add_argument("--detector-weights", type=Path, default=None, help="detector weights instead of the bundle's models/detector.pt")
-    segment.add_argument(
-        "--detection-threshold", type=probability, default=None,
-        help="score a detection needs (default: the bundle's operating threshold, detect_inference.yaml)",
-    )  # fmt: skip
+    _add_detector_options(segment, "score a detection needs")
     _add_model_options(segment)
     segment.set_defaults(run=_segment)
 
@@ -370,11 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the mass detector instead (FROC at 0.25/0.5/1/2 false positives per image, IoU >= 0.3) and the pipeline "
         "end to end (detected boxes -> masks: Dice per image, final segmentation accuracy) on a detection datalist (--dataset-dir)",
     )  # fmt: skip
-    evaluate.add_argument("--detector-weights", type=Path, default=None, help="with --detector: weights instead of models/detector.pt")
-    evaluate.add_argument(
-        "--detection-threshold", type=probability, default=None,
-        help="with --detector: the operating threshold the end-to-end figures use (default: the bundle's, detect_inference.yaml)",
-    )  # fmt: skip
+    _add_detector_options(evaluate, "with --detector: the operating threshold the end-to-end figures use")
     _add_model_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
     cli_synthesize.add_parser(commands, [verbosity])

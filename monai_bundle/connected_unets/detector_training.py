@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .handlers import append_csv_row
 from .evaluation.froc import FP_RATES, ImageDetections, froc_curve, sensitivity_at
 from .io import atomic_output, atomic_torch_save
 
@@ -50,15 +51,6 @@ KEY_METRIC = "froc_mean_sensitivity"
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _append(path: Path, fields: Sequence[str], values: Sequence[Any]) -> None:
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(fields)
-        writer.writerow(values)
 
 
 def _drop_rows_after(path: Path, epoch: int) -> None:
@@ -233,7 +225,7 @@ class DetectorTraining:
 
     def _validate(self) -> dict[str, Any]:
         metrics = validation_froc(self.detector, self.validation_data)
-        _append(self.val_log, ["utc", "epoch", "iteration", *metrics], [_now(), self.epoch, self.iteration, *metrics.values()])
+        append_csv_row(self.val_log, ["utc", "epoch", "iteration", *metrics], [_now(), self.epoch, self.iteration, *metrics.values()])
         score = metrics[KEY_METRIC]
         logger.info(
             "epoch %d: FROC sensitivity %s (mean %.3f) on %d validation images",
@@ -283,7 +275,7 @@ class DetectorTraining:
                 parts = self._step(batch)
                 self.iteration += 1
                 wall, cpu = time.perf_counter() - clock[0], time.process_time() - clock[1]
-                _append(self.train_log, TRAIN_FIELDS, [_now(), epoch, self.iteration, *(f"{parts[k]:.6f}" for k in ("loss", "classification", "box_regression")), f"{wall:.3f}", f"{cpu:.3f}"])
+                append_csv_row(self.train_log, TRAIN_FIELDS, [_now(), epoch, self.iteration, *(f"{parts[k]:.6f}" for k in ("loss", "classification", "box_regression")), f"{wall:.3f}", f"{cpu:.3f}"])
             self.epoch = epoch
             if self.lr_scheduler is not None:
                 self.lr_scheduler.step()

@@ -107,6 +107,16 @@ class BestModelSaver:
         logger.info("new best %s = %.4f at epoch %d: saved %s", name, score, epoch, self.save_file)
 
 
+def append_csv_row(path: Path, fields: Sequence[str], values: Sequence[Any]) -> None:
+    """Append one row to a CSV log, writing the header first when the file is new or empty."""
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(fields)
+        writer.writerow(values)
+
+
 class TrainingLog:
     """A learning curve that survives interruption: one CSV row per optimizer step and per validation.
 
@@ -159,15 +169,6 @@ class TrainingLog:
         self._clock = (time.perf_counter(), time.process_time())
 
     @staticmethod
-    def _append(path: Path, fields: list[str], values: list[Any]) -> None:
-        new = not path.is_file() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(fields)
-            writer.writerow(values)
-
-    @staticmethod
     def _now() -> str:
         return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -179,7 +180,7 @@ class TrainingLog:
         wall, cpu = time.perf_counter() - self._clock[0], time.process_time() - self._clock[1]
         losses = [f"{float(output[key]):.6f}" for key in self.loss_keys]
         values = [self._now(), trainer.state.epoch, trainer.state.iteration, *losses, f"{wall:.3f}", f"{cpu:.3f}"]
-        self._append(self.train_file, list(self.train_fields), values)
+        append_csv_row(self.train_file, list(self.train_fields), values)
 
     def _log_validation(self, validator: Engine) -> None:
         if not is_main_process() or self._trainer is None:
@@ -187,7 +188,7 @@ class TrainingLog:
         metrics = {k: float(v) for k, v in validator.state.metrics.items() if isinstance(v, (int, float))}
         fields = ["utc", "epoch", "iteration", *metrics]
         values = [self._now(), self._trainer.state.epoch, self._trainer.state.iteration, *(f"{v:.6f}" for v in metrics.values())]
-        self._append(self.val_file, fields, values)
+        append_csv_row(self.val_file, fields, values)
 
 
 def resume_file(path: str | Path) -> bool:
