@@ -58,13 +58,13 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "monai_bundle"
 
-from connected_unets.bundle import open_config, weights_file  # noqa: E402
+from connected_unets.bundle import network_names, open_config, weights_file  # noqa: E402
 from connected_unets.fast import full_fp32, optimize_for_inference  # noqa: E402
 from connected_unets.io import atomic_output  # noqa: E402
 from connected_unets.losses import DiceIoULoss  # noqa: E402
-from connected_unets.networks import NETWORKS, get_network  # noqa: E402
+from connected_unets.networks import get_network  # noqa: E402
 
-OURS = tuple(NETWORKS)
+OURS = network_names()
 PEERS = ("monai_basicunet", "monai_attentionunet")
 ALL_MODELS = OURS + PEERS
 REFERENCE = "monai_basicunet"
@@ -258,6 +258,14 @@ def cpu_memory(name: str, phase: str, batch: int, threads: int) -> dict[str, Any
 # ----------------------------------------------------------------------------- data pipeline
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the report is read on other clones), else as given."""
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def pipeline_benchmark(model_name: str, steps: int, device: torch.device, dataset_dir: Path, progress: tqdm) -> dict[str, Any]:
     """Training batches from configs/train.yaml's own DataLoader: loader alone, loader + step, and
     the same step on a batch already in memory (model only)."""
@@ -312,7 +320,7 @@ def pipeline_benchmark(model_name: str, steps: int, device: torch.device, datase
     per_batch = {k: statistics.median(v) for k, v in (("loader", loader_times), ("model", model_times), ("fed", fed_times))}
     return {
         "model": model_name,
-        "dataset_dir": str(dataset_dir),
+        "dataset_dir": _shown_path(dataset_dir),
         "training_items": len(loader.dataset),
         "batch_size": batch_size,
         "num_workers": num_workers,

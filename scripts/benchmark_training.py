@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from connected_unets.bundle import open_config
+from connected_unets.bundle import PEERS, network_names, open_config
 from connected_unets.fast import optimize_for_inference
 from connected_unets.io import atomic_output
 from connected_unets.losses import DiceIoULoss
-from connected_unets.networks import NETWORKS, get_network
+from connected_unets.networks import get_network
 from connected_unets.precision import PrecisionInferer, cpu_has_fast_bf16, cpu_model, to_memory_format
 
 SETTINGS: dict[str, tuple[bool, str, bool]] = {  # name: (channels_last, precision, compiled)
@@ -112,9 +112,9 @@ def infer_one_roi(model: nn.Module, precision: str) -> Callable[[], torch.Tensor
 
 
 def build_network(name: str) -> nn.Module:
-    """One of the six networks, or ``dynunet``: the peer of configs/dynunet.yaml (nnU-Net-style DynUNet)."""
-    if name == "dynunet":
-        return open_config(["dynunet.yaml"]).get_parsed_content("network_def")
+    """One of the six networks, or a peer of the catalogue (``dynunet``: configs/dynunet.yaml, nnU-Net-style DynUNet)."""
+    if name in PEERS:
+        return open_config([f"{name}.yaml"]).get_parsed_content("network_def")
     return get_network(name, in_channels=3, out_channels=1)
 
 
@@ -170,7 +170,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--models", nargs="+", default=["connected_resunets", "unet"], choices=[*NETWORKS, "dynunet"])
+    parser.add_argument("--models", nargs="+", default=["connected_resunets", "unet"], choices=[*network_names(), *PEERS])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)

@@ -16,8 +16,16 @@ data="$repo/runs/data/cdd_cesm_dm"
 runs=$(mkdir -p "${COMPARE_RUNS:-$repo/runs/compare}" && cd "${COMPARE_RUNS:-$repo/runs/compare}" && pwd)
 [ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
-all_tags="unet connected_unets connected_unets_noaspp aunet connected_aunets connected_aunets_noaspp
-          resunet connected_resunets connected_resunets_noaspp"
+# the catalogue's networks (connected_unets.bundle.NETWORKS): each single U-Net, then the Connected
+# networks built on it, with ASPP and without (tag <name>_noaspp, the names scripts/results_table.py reads)
+all_tags=$(python - <<'EOF'
+from connected_unets.bundle import NETWORKS
+
+for single, info in NETWORKS.items():
+    if info.base is None:
+        print(single, *(tag for name, other in NETWORKS.items() if other.base == single for tag in (name, name + "_noaspp")))
+EOF
+)
 for tag in ${COMPARE_TAGS:-$all_tags}; do
   network=${tag%_noaspp}
   aspp=$([ "$tag" = "$network" ] && echo True || echo False)  # Python literals: fire reads "false" as a string

@@ -5,7 +5,8 @@ filtered by :func:`connected_unets.data.regions.mass_regions`), ``samples.json``
 lesion, ``manifest.csv`` (image, mask, patient, pathology: a dataset ``connected-unets prepare --dataset
 folder`` reads), the dataset's CITATION, and ``rois/``: the sample prepared for training by that same
 reader and ``prepare`` (two patients each in training and validation) so the bundle's train config
-runs out of the box. Usage: ``python scripts/make_sample_data.py [SHARED_DATA_DIR]``.
+runs out of the box. Usage: ``python scripts/make_sample_data.py [SOURCE_DIR]``: a CDD-CESM DM folder
+(docs/data.md), by default ``shared/data/cdd_cesm_dm`` in the folder that holds the repository.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Prepare the CESM lesion ROIs (../shared/data/cdd_cesm_cm) as the CycleGAN's source domain, free of DM validation patients.
+"""Prepare the CESM lesion ROIs (a CDD-CESM CESM folder, --cesm) as the CycleGAN's source domain, free of DM validation patients.
 
 CDD-CESM's CESM and DM images are of the same patients. Translated CESM lesions become DM training
 data, so every CESM image of a patient whose DM images the DM datalist keeps out of training (its
 validation split, written by scripts/prepare_shipped_training_data.py) is left out here, listed under
 ``skipped`` as "held-out patient". The rest is prepared exactly as the DM data (same reader, lesion
 rule and context crops), all in the ``training`` split. Re-running resumes.
-Usage: ``python scripts/prepare_cyclegan_domains.py [--cesm DIR] [--dm DATALIST_DIR] [--out DIR]``.
+Usage: ``python scripts/prepare_cyclegan_domains.py [--cesm DIR] [--dm DATALIST_DIR] [--out DIR]``;
+``--cesm`` defaults to ``shared/data/cdd_cesm_cm`` in the folder that holds the repository (docs/data.md).
 """
 
 from __future__ import annotations

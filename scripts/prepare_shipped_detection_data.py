@@ -1,6 +1,6 @@
 """Prepare the detection datalist of the shipped CDD-CESM DM mammograms (the detector's training data).
 
-Reads ``shared/data/cdd_cesm_dm`` with its manifest: the images with a mass finding give boxes (the
+Reads a CDD-CESM DM folder (SOURCE_DIR, docs/data.md) with its manifest: the images with a mass finding give boxes (the
 segmentation's lesion rule), the images marked ``is_mass = 0`` are negatives. Patients keep the
 split of the segmentation data (``runs/data/cdd_cesm_dm/datalist.json`` when it was prepared, else
 the same 80/20 patient split with seed 0), so no validation patient of the shipped segmentation

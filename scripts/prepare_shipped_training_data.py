@@ -1,9 +1,10 @@
 """Prepare the CDD-CESM DM lesion ROIs that the shipped weights are trained on.
 
-Reads ``shared/data/cdd_cesm_dm`` (manifest, images, masks), keeps the mass images, splits
+Reads a CDD-CESM DM folder (manifest, images, masks; docs/data.md), keeps the mass images, splits
 patients 80/20 into training/validation (seed 0; the shipped sample images are all validation
 patients) and writes ROI crops + ``datalist.json``. Re-running skips what exists.
-Usage: ``python scripts/prepare_shipped_training_data.py [SOURCE_DIR] [OUT_DIR]``.
+Usage: ``python scripts/prepare_shipped_training_data.py [SOURCE_DIR] [OUT_DIR]``; SOURCE_DIR defaults to
+``shared/data/cdd_cesm_dm`` in the folder that holds the repository, OUT_DIR to ``runs/data/cdd_cesm_dm``.
 """
 
 from __future__ import annotations

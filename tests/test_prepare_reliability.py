@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
 from connected_unets.cli import main as cli_main
@@ -23,7 +23,7 @@ from connected_unets.io import load_mask
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "monai_bundle" / "sample_data"
 SHIPPED_ROIS = SAMPLE / "rois"
-CDD = Path(os.environ.get("CONNECTED_UNETS_SHARED", REPO.parent / "shared")) / "data" / "cdd_cesm_dm"
+CDD = SHARED / "data" / "cdd_cesm_dm"
 P60, P72 = "P60_L_DM_MLO", "P72_R_DM_CC"  # one mass; two masses
 
 

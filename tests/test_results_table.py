@@ -90,3 +90,24 @@ def test_paired_gain_ci_needs_the_same_lesions(tmp_path):
     cases = _cases_csv(tmp_path / "c" / "cases.csv", {"a1": ("A", 0.5)})
     base_cases = _cases_csv(tmp_path / "b" / "cases.csv", {"b1": ("B", 0.5)})
     assert results_table.paired_gain_ci(cases, base_cases) is None
+
+
+def test_the_networks_and_their_names_are_the_catalogues():
+    from connected_unets import bundle
+
+    singles = [name for name in bundle.network_names() if name not in bundle.connected_networks()]
+    assert results_table.TAGS == [*bundle.network_names(), *(f"{name}_noaspp" for name in bundle.connected_networks())]
+    assert [results_table.display_name(tag) for tag in bundle.network_names()] == [info.display for info in bundle.NETWORKS.values()]
+    assert results_table.display_name("connected_unets_noaspp") == "Connected-UNets (no ASPP)"
+    assert {results_table.base_of(name) for name in bundle.connected_networks()} == set(singles)
+    assert set(results_table.PAPER_GAIN) == set(bundle.connected_networks())
+
+
+def test_compare_models_sh_runs_the_tags_the_table_reads():
+    """The runs scripts/compare_models.sh makes (its tag list, computed from the catalogue) are the table's."""
+    script = (REPO / "scripts" / "compare_models.sh").read_text()
+    snippet = script[script.index("all_tags=$(") : script.index("\n)\n", script.index("all_tags=$(")) + 3]
+    done = subprocess.run(["bash", "-euc", snippet + 'echo "$all_tags"'], cwd=REPO / "monai_bundle", capture_output=True, text=True, check=True)
+    tags = done.stdout.split()
+    assert sorted(tags) == sorted(results_table.TAGS)
+    assert all(tags.index(results_table.base_of(tag.removesuffix("_noaspp"))) <= tags.index(tag) for tag in tags)  # a base before its Connected runs

@@ -4,7 +4,8 @@ prepared without DM validation patients, a CycleGAN trained and resumed through
 carrying the masks over unchanged, train.yaml adding synthetic items to the training split only,
 and one-line refusals with nothing half-written.
 
-Real data: a few CDD-CESM CESM images of ../shared/data/cdd_cesm_cm (domain A) and the bundle's
+Real data: a few CDD-CESM CESM images of ``data/cdd_cesm_cm`` in the datasets' folder
+(``$CONNECTED_UNETS_SHARED``, tests/conftest.py; domain A; skipped without it) and the bundle's
 sample DM ROIs (domain B; its validation patients P60 and P72 are the held-out ones). The GAN is
 tiny (4 filters, 1 residual block, 32 x 32 crops, 3 steps an epoch): these tests check the
 machinery, not the translation.

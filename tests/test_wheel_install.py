@@ -1,16 +1,25 @@
-"""A wheel install (not editable) finds its configs, weights and sample data: the bundle travels as
-the data package ``connected_unets_bundle`` (pyproject.toml; ``connected_unets.bundle.bundle_dir``).
+"""A wheel install (not editable) runs as a user runs it: the ``connected-unets`` console script of a
+fresh virtualenv, from a folder outside the repository, finds the configs, the shipped weights and
+the sample data in the data package ``connected_unets_bundle`` (pyproject.toml;
+``connected_unets.bundle.bundle_dir``).
 
-The wheel goes into a fresh virtualenv outside the repository; its dependencies come from this
-test's environment through a plain path entry (no ``.pth`` processing, so this environment's
-editable ``connected_unets`` stays out of sight), and the commands run from another folder.
+How: the wheel is built from a copy of the working tree (git's tracked and not-ignored files, so
+no stale ``build/`` leftovers travel), a virtualenv is made outside the repository with
+``python -m venv``, and the wheel goes into it with ``pip install --no-deps`` (which writes
+``bin/connected-unets``). Its dependencies are borrowed from this test's environment (the project's
+venv) through a ``.pth`` file listing that environment's site-packages: installing torch, MONAI
+and the rest again needs the package index (gigabytes), out of reach offline. A ``.pth`` line only
+adds its folder to ``sys.path``; the ``.pth`` files inside that folder are not processed, so the
+project venv's editable ``connected_unets`` stays out of sight, and the virtualenv's own
+site-packages (the wheel) comes first on ``sys.path``.
 """
 
 import json
+import os
+import shutil
 import site
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import numpy as np
@@ -20,49 +29,98 @@ from connected_unets.io import load_mask
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "monai_bundle" / "sample_data"
+SHIPPED = REPO / "monai_bundle" / "models"
 
 pytestmark = pytest.mark.slow
 
 
+def _outside_repository(path: Path) -> Path:
+    path = path.resolve()
+    assert REPO != path and REPO not in path.parents, f"{path} lies inside the repository"
+    return path
+
+
+def _user_environment() -> dict[str, str]:
+    """This environment without what would lead the installed commands to the repository."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CONNECTED_UNETS_BUNDLE", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO)))
+    return env
+
+
 @pytest.fixture(scope="module")
 def wheel_env(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(REPO)], check=True, capture_output=True, timeout=600)
+    """The virtualenv with the wheel installed; ``<it>/purelib`` holds the path of its site-packages."""
+    root = _outside_repository(tmp_path_factory.mktemp("wheel"))
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True, capture_output=True
+    ).stdout.decode().split("\0")
+    tree = root / "tree"
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():  # a file deleted in the working tree is still listed by --cached
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, tree / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(root / "dist"), str(tree)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
     (wheel,) = (root / "dist").glob("connected_unets-*.whl")
-    venv.create(root / "env", with_pip=False)
-    env_python = root / "env" / "bin" / "python"
-    target = subprocess.run([str(env_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", target, str(wheel)], check=True, capture_output=True, timeout=600)
-    (Path(target) / "zz_test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    return root
+    env = root / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--disable-pip-version-check", str(wheel)],
+        check=True, capture_output=True, timeout=600, env=_user_environment(),
+    )  # fmt: skip
+    purelib = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(purelib) / "zz_borrowed_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    (env / "purelib").write_text(purelib)
+    return env
 
 
-def run(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from connected_unets.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([str(env / "env" / "bin" / "python"), "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def connected_unets(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed console script, as a user types it."""
+    return subprocess.run([str(env / "bin" / "connected-unets"), *args], cwd=_outside_repository(cwd), env=_user_environment(), capture_output=True, text=True, timeout=600)
 
 
-def test_the_installed_package_is_the_wheel_and_its_bundle_is_the_data_package(wheel_env, tmp_path):
-    code = "import connected_unets, connected_unets.bundle as b; print(connected_unets.__file__); print(b.bundle_dir())"
-    out = subprocess.run([str(wheel_env / "env" / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
-    assert str(wheel_env / "env") in out[0] and str(REPO) not in out[0]
-    assert out[1].endswith("connected_unets_bundle") and str(REPO) not in out[1]
+def test_the_console_script_runs_the_wheel_and_finds_the_bundle_in_its_package_data(wheel_env, tmp_path):
+    purelib = Path((wheel_env / "purelib").read_text())
+    assert (wheel_env / "bin" / "connected-unets").is_file()
+    code = "import connected_unets; print(connected_unets.__file__)"
+    where = subprocess.run([str(wheel_env / "bin" / "python"), "-c", code], cwd=tmp_path, env=_user_environment(), capture_output=True, text=True, check=True)
+    assert Path(where.stdout.strip()).is_relative_to(purelib), where.stdout
+    done = connected_unets(wheel_env, "models", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"networks of the bundle {purelib / 'connected_unets_bundle'} " in done.stdout, done.stdout
+    assert "shipped: models/model.pt" in done.stdout
 
 
-def test_segment_from_another_folder_gives_the_source_trees_mask(wheel_env, tmp_path):
+def test_segment_from_another_folder_writes_the_repository_clis_mask(wheel_env, tmp_path):
+    purelib = Path((wheel_env / "purelib").read_text())
     sample = json.loads((SAMPLE / "samples.json").read_text())[0]
     box = [str(v) for v in sample["boxes"][0]]
     image = SAMPLE / sample["image"]
-    done = run(wheel_env, "segment", str(image), "--box", *box, "--out", "mask.png", cwd=tmp_path)
+    done = connected_unets(wheel_env, "segment", str(image), "--box", *box, "--out", "mask.png", "--verbose", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    installed_weights = purelib / "connected_unets_bundle" / "models" / "model.pt"
+    assert f"{installed_weights} on " in done.stderr, done.stderr  # the package data's weights, not the repository's
+    assert (tmp_path / "mask.png").is_file()
     from connected_unets.cli import main
 
     assert main(["segment", str(image), "--box", *box, "--out", str(tmp_path / "reference.png")]) == 0
+    if installed_weights.read_bytes() != (SHIPPED / "model.pt").read_bytes():
+        pytest.skip("the repository's model.pt changed while the test ran (a training job shipped new weights)")
     np.testing.assert_array_equal(load_mask(tmp_path / "mask.png"), load_mask(tmp_path / "reference.png"))
 
 
 def test_demo_from_another_folder_runs_on_the_installed_sample(wheel_env, tmp_path):
-    done = run(wheel_env, "demo", "--out", "demo", cwd=tmp_path)
+    done = connected_unets(wheel_env, "demo", "--out", "demo", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert len(list((tmp_path / "demo").glob("*_mask.png"))) == len(json.loads((SAMPLE / "samples.json").read_text()))
+    samples = json.loads((SAMPLE / "samples.json").read_text())
+    masks = sorted((tmp_path / "demo").glob("*_mask.png"))
+    assert [m.name for m in masks] == sorted(f"{Path(s['image']).stem}_mask.png" for s in samples)
+    assert all(load_mask(m).any() for m in masks)
+    assert (tmp_path / "demo" / "dice.csv").is_file()
     assert "mean" in done.stdout

@@ -196,6 +196,8 @@ def roi_to_box(roi_node: Any, image: SliceImage) -> tuple[tuple[int, int, int, i
     if roi_node.GetNumberOfControlPoints() < 1 or not roi_node.GetNthControlPointPositionStatus(0) == roi_node.PositionDefined:
         raise InputError(f"ROI '{name}' is not placed yet: finish drawing it (or delete it)")
     corners = roi_corners_ijk(roi_node, image)
+    if not np.isfinite(corners).all():  # a scripted or damaged ROI (a .mrk.json with NaN): no pixels to name
+        raise InputError(f"ROI '{name}' has a position or size that is not a finite number: place it again on '{image.name}'")
     low, high = corners.min(axis=0), corners.max(axis=0)
     notes = []
     if image.num_slices > 1 and not (low[2] - 0.5 - EDGE_TOLERANCE <= image.slice_index <= high[2] + 0.5 + EDGE_TOLERANCE):
@@ -216,7 +218,7 @@ def roi_to_box(roi_node: Any, image: SliceImage) -> tuple[tuple[int, int, int, i
     box_width, box_height = clipped[2] - clipped[0], clipped[3] - clipped[1]
     if min(box_width, box_height) < MIN_ROI_PIXELS:
         raise InputError(
-            f"ROI '{name}' covers only {box_width} x {box_height} pixels of the image; "
+            f"ROI '{name}' covers only {box_width} x {box_height} pixels of the image '{image.name}'; "
             f"draw it at least {MIN_ROI_PIXELS} pixels wide and high around the mass"
         )
     in_plane = (image.world_to_ijk @ _matrix_to_numpy(roi_node.GetObjectToWorldMatrix()))[:2, :2]

@@ -26,10 +26,13 @@ __all__ = [
     "DETECTOR_WEIGHTS",
     "NETWORKS",
     "NetworkInfo",
+    "PEERS",
+    "base_network",
     "bundle_dir",
     "config_files",
     "detector_weights_file",
     "display_name",
+    "connected_networks",
     "network_names",
     "no_detector_weights",
     "open_config",
@@ -38,6 +41,7 @@ __all__ = [
     "user_error",
     "resolve_device",
     "shipped_networks",
+    "shipped_weights",
     "weights_file",
     "weights_name",
 ]
@@ -52,26 +56,32 @@ COMMON_CONFIG = "common.yaml"
 
 @dataclass(frozen=True)
 class NetworkInfo:
-    """One network of the paper: its registry name, the name people read, its weights file."""
+    """One network: its registry name, the name people read, its weights file, and for a Connected
+    network the single U-Net it joins two of (``base``; None for the single ones)."""
 
     name: str
     display: str
     weights: str  # file name in the bundle's models/ folder
+    base: str | None = None
 
 
 #: The paper's six networks, in the order of its tables; the last one is the product's default.
+#: ``connected_unets.networks.NETWORKS`` maps these names (and only these) to their classes.
 NETWORKS: dict[str, NetworkInfo] = {
     info.name: info
     for info in (
         NetworkInfo("unet", "UNet", "unet.pt"),
         NetworkInfo("aunet", "AUNet", "aunet.pt"),
         NetworkInfo("resunet", "ResUNet", "resunet.pt"),
-        NetworkInfo("connected_unets", "Connected-UNets", "connected_unets.pt"),
-        NetworkInfo("connected_aunets", "Connected-AUNets", "connected_aunets.pt"),
-        NetworkInfo("connected_resunets", "Connected-ResUNets", "model.pt"),  # MONAI's name for a bundle's model
+        NetworkInfo("connected_unets", "Connected-UNets", "connected_unets.pt", base="unet"),
+        NetworkInfo("connected_aunets", "Connected-AUNets", "connected_aunets.pt", base="aunet"),
+        NetworkInfo("connected_resunets", "Connected-ResUNets", "model.pt", base="resunet"),  # MONAI's name for a bundle's model
     )
 }
 DEFAULT_NETWORK = "connected_resunets"
+#: Peers trained and scored by the same configs for comparison, each built by its own config
+#: (``configs/<name>.yaml`` merged after ``train.yaml``), not by ``connected_unets.networks``.
+PEERS: dict[str, NetworkInfo] = {info.name: info for info in (NetworkInfo("dynunet", "DynUNet", "dynunet.pt"),)}
 #: The mass detector's weights file in models/ (configs/detect_train.yaml, detect_inference.yaml).
 DETECTOR_WEIGHTS = "detector.pt"
 
@@ -107,9 +117,20 @@ def network_names() -> tuple[str, ...]:
     return tuple(NETWORKS)
 
 
+def connected_networks() -> tuple[str, ...]:
+    """The Connected networks (two U-Nets joined), in the catalogue's order."""
+    return tuple(name for name, info in NETWORKS.items() if info.base is not None)
+
+
+def base_network(name: str) -> str:
+    """The single U-Net network ``name`` builds on: ``resunet`` for ``connected_resunets``, a single
+    network itself for a single one."""
+    return _info(name).base or name
+
+
 def display_name(name: str) -> str:
-    """``Connected-ResUNets`` for ``connected_resunets``; an unknown name is returned as it is."""
-    info = NETWORKS.get(name)
+    """``Connected-ResUNets`` for ``connected_resunets`` (a peer's too); an unknown name is returned as it is."""
+    info = NETWORKS.get(name) or PEERS.get(name)
     return info.display if info is not None else name
 
 
@@ -120,7 +141,10 @@ def _info(name: str) -> NetworkInfo:
 
 
 def weights_name(name: str) -> str:
-    """The file name of network ``name``'s weights (``model.pt`` for the default network)."""
+    """The file name of network ``name``'s weights (``model.pt`` for the default network; a peer's
+    ``<name>.pt``)."""
+    if name in PEERS:
+        return PEERS[name].weights
     return _info(name).weights
 
 
@@ -144,6 +168,16 @@ def shipped_networks(bundle: str | Path | None = None) -> tuple[str, ...]:
     """The networks whose weights the bundle holds, the default first."""
     names = [n for n in NETWORKS if weights_file(n, bundle).is_file()]
     return tuple(sorted(names, key=lambda n: n != DEFAULT_NETWORK))
+
+
+def shipped_weights(name: str, bundle: str | Path | None = None) -> Path:
+    """The bundle's weights file of network ``name``; a one-line FileNotFoundError naming the file
+    and the networks whose weights do ship when it is not there (every front door says this)."""
+    weights = weights_file(name, bundle)
+    if not weights.is_file():
+        shipped = ", ".join(shipped_networks(bundle)) or "none"
+        raise FileNotFoundError(f"{weights}: no shipped weights for {display_name(name)} (networks with shipped weights: {shipped}); give a weights file")
+    return weights
 
 
 def resolve_device(device: Any = "auto") -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, cli_synthesize
-from .bundle import DEFAULT_NETWORK, network_names, user_error
+from .bundle import DEFAULT_NETWORK, network_names, shipped_networks, shipped_weights, user_error
 from .io import ImageReadError, LoadedImage
 
 
@@ -35,15 +35,31 @@ def non_negative(text: str) -> float:
     return value
 
 
+def _model_help() -> str:
+    """--model's help: which networks have shipped weights (the installed bundle's, as
+    ``connected-unets models`` lists them) and what the others need."""
+    try:
+        shipped = shipped_networks()
+    except FileNotFoundError:  # no bundle found: the command itself will say so
+        return "network (default %(default)s); `connected-unets models` lists those whose weights ship"
+    others = [name for name in network_names() if name not in shipped]
+    need = f"; {', '.join(others)}: no shipped weights, give --weights FILE (train them with scripts/train.sh)" if others else ""
+    return f"network (default %(default)s). Shipped weights: {', '.join(shipped) or 'none'}{need}"
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", default=DEFAULT_NETWORK, choices=network_names(),
-        help="network (default %(default)s); without --weights only networks whose weights ship: see `connected-unets models`",
-    )  # fmt: skip
+    parser.add_argument("--model", default=DEFAULT_NETWORK, choices=network_names(), help=_model_help())
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the installed one)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file instead of the bundle's")
     parser.add_argument("--threshold", type=probability, default=None, help="probability threshold (default: the bundle's)")
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """Without --weights, a network whose weights do not ship is refused before any work, in the
+    words every front door uses (the file missing, the networks that ship)."""
+    if args.weights is None:
+        shipped_weights(args.model, args.bundle)
 
 
 def _segmenter(args: argparse.Namespace, detector: bool = False):  # noqa: ANN202 - imported lazily to keep --help fast
@@ -62,6 +78,7 @@ def _segment(args: argparse.Namespace) -> int:
     from .roi import validate_box
     from .writers import Algorithm, check_output, save_results
 
+    _check_model(args)
     image = load_image(args.image)
     check_output(args.out, image)  # a wrong --out or box is reported before time goes into loading the model
     if not args.box:
@@ -125,6 +142,7 @@ def _check_table_path(path: Path, image: LoadedImage) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _check_model(args)
     rows = run_demo(args.out, _segmenter(args), args.bundle)
     print(f"{'image':<24} {'ROIs':>4} {'Dice':>6} {'IoU':>6}")
     for row in rows:
@@ -222,7 +240,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.detector:
         return _evaluate_detector(args)
-
+    _check_model(args)
     try:
         workflow = evaluation_workflow(
             args.out, dataset_dir=args.dataset_dir, split=args.split, network=args.model, weights=args.weights,

@@ -39,7 +39,6 @@ __all__ = [
     "LinearDecay",
     "ScheduleLR",
     "UnpairedDataset",
-    "attach_progress",
     "check_setup",
     "load_generators",
     "lr_scheduler",
@@ -265,13 +264,6 @@ class CycleGANStep:
         """Discriminator weights need no gradient while the generators learn (saves their backward)."""
         for network in (self.disc_a, self.disc_b):
             network.requires_grad_(on)
-
-
-def attach_progress(trainer: Engine, keys: Sequence[str] = ("loss", "d_a", "d_b")) -> None:
-    """A tqdm bar over each epoch's steps, showing the generators' and discriminators' losses."""
-    from ignite.handlers import ProgressBar
-
-    ProgressBar(persist=True).attach(trainer, output_transform=lambda output: {key: output[key] for key in keys})
 
 
 # --------------------------------------------------------------------------- checks before a run

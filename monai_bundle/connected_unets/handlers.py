@@ -2,8 +2,9 @@
 
 Training: checkpoints that survive interruption (MONAI's ``CheckpointSaver`` writes in place, so a
 kill during a save can leave a truncated ``model.pt``; these write a temporary file and rename it),
-a best model that remembers its score, a learning curve continued on resume. Evaluation: the
-report writer.
+a best model that remembers its score, a learning curve continued on resume, a progress bar of
+the step's losses. Evaluation: the report writer and a count of the cases scored (a caller's
+progress bar).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,34 @@ class TrainingLog:
         fields = ["utc", "epoch", "iteration", *metrics]
         values = [self._now(), self._trainer.state.epoch, self._trainer.state.iteration, *(f"{v:.6f}" for v in metrics.values())]
         append_csv_row(self.val_file, fields, values)
+
+
+class LossProgressBar:
+    """A tqdm bar over each epoch's steps (ignite's ``ProgressBar``), showing the ``keys`` of the
+    step's output dict: the CycleGAN's generator and discriminator losses in
+    ``configs/cyclegan_train.yaml``."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.handlers import ProgressBar
+
+        ProgressBar(persist=True).attach(engine, output_transform=lambda output: {key: output[key] for key in self.keys})
+
+
+class CaseCounter:
+    """Calls ``on_cases(n)`` after each iteration of an evaluator with the number ``n`` of cases the
+    iteration scored (its decollated output): what ``connected-unets evaluate``'s progress bar counts."""
+
+    def __init__(self, on_cases: Callable[[int], Any]) -> None:
+        self.on_cases = on_cases
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.on_cases(len(engine.state.output))
 
 
 def resume_file(path: str | Path) -> bool:

@@ -2,7 +2,7 @@
 
 :func:`synthesize` (``connected-unets synthesize``, ``configs/cyclegan_generate.yaml``) translates
 every ROI of a datalist with the A -> B generator at the pixel scale training used
-(:func:`~connected_unets.gan_inputs.gan_view_shape`), so each translated image has its source's
+(:func:`~connected_unets.transforms.gan_view_shape`), so each translated image has its source's
 shape and the source's mask file is copied unchanged. It writes ``images/``, ``labels/``, a
 ``datalist.json`` whose items are marked ``synthetic``, ``translation.csv`` (per ROI: SSIM of
 source vs translated, cycle reconstruction error), ``synthesis.json`` (what made it) and
@@ -35,9 +35,9 @@ from torch import nn
 
 from .data.domains import ALL_SPLITS, DATALIST, TRAINING, Domain, check_channels, held_out_patients, read_domain
 from .data.prepare import check_out_dir
-from .gan_inputs import from_gan_range, gan_range, gan_view_shape, resize_gan
 from .io import atomic_output, load_image, load_mask
 from .preflight import SetupError, check_writable
+from .transforms import from_gan_range, gan_range, gan_view_shape, resize_gan
 from .translation_quality import cycle_error, ssim
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,15 @@
 """The front doors a corpus case goes through, what each did (:class:`Outcome`), and the rules every
 door must keep whatever the input (:func:`violations`).
 
-A door runs as a user drives it: the CLI in-process through ``connected_unets.cli.main`` (its model
-swapped for the one Segmenter loaded once) or as a process, the Python API (``load_image`` +
-``Segmenter.segment_rois``), bundle inference (``segment_datalist``, and ``python -m monai.bundle
-run`` with common.yaml + inference.yaml), ``prepare --dataset folder`` and ``evaluate``. The whole
-case folder is hashed before and after, so a changed input or a file left behind shows.
+A door runs as a user drives it: the CLI in-process through ``connected_unets.cli.main`` (which
+loads its model from the bundle's weights file, as every ``connected-unets segment`` does) or as a
+process, the Python API (``load_image`` + ``Segmenter.segment_rois``), bundle inference
+(``segment_datalist``, and ``python -m monai.bundle run`` with common.yaml + inference.yaml),
+``prepare --dataset folder`` and ``evaluate``; the Slicer Logic's door is in
+tests/mrml/slicer_door.py (it needs slicer-core). The whole case folder is hashed before and after,
+so a changed input or a file left behind shows. Where the corpus declares that a case's mask must
+be the good input's (``Expect.matches``), the mask written is compared with the one the API gives
+for the shipped sample and its box (:func:`reference_mask`), computed in the same run.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 from conftest import kept_rng_state  # tests/conftest.py: tests/ is on sys.path under pytest and in bad_input_report.py
 from PIL import Image
 
 from .corpus import (
-    API, BUNDLE, BUNDLE_DOOR, BUNDLE_RUN, CLI, CLI_PROCESS, ERROR, EVALUATE, NOTHING, PREPARE, SKIPPED, WRITTEN, Case, Expect, Made,
+    API, BUNDLE, BUNDLE_DOOR, BUNDLE_RUN, CLI, CLI_PROCESS, ERROR, EVALUATE, GOOD, GOOD_BOX, NOT_LOADED, NOTHING, PREPARE, SAMPLE_DIR,
+    SKIPPED, WRITTEN, Case, Expect, Made,
 )  # fmt: skip
 
 EVALUATE_LEFTOVERS = ("run.json",)  # a failed evaluation keeps the record of its attempt, nothing else
@@ -55,6 +59,11 @@ class Outcome:
     changed: list[str] = field(default_factory=list)  # files that were there before and changed or vanished
     temporaries: list[str] = field(default_factory=list)  # .tmp-* files of atomic writes left anywhere
     door: str = ""
+    masks: list[np.ndarray] = field(default_factory=list)  # per image written or returned: all its ROIs' masks in one
+    likeness: list[float] = field(default_factory=list)  # per mask: Dice with the good input's mask (Expect.matches)
+    identical: list[bool] = field(default_factory=list)  # per mask: pixel for pixel the good input's mask
+    names: tuple[str, ...] = ()  # what the door calls the input, if not its file (the Slicer volume node's name)
+    scene_changed: bool = False  # the Slicer door: a failed run left a node in the scene or changed one
 
 
 # --------------------------------------------------------------------------- running a door
@@ -67,6 +76,10 @@ def run_door(case: Case, door: str, folder: Path, segmenter: Any) -> tuple[Made,
     before = snapshot(folder)
     with read_only(made.read_only), kept_rng_state():  # evaluation calls set_determinism(seed)
         outcome = DOORS[door](made, out_dir, segmenter)
+    if case.doors[door].matches is not None and outcome.masks:
+        reference = reference_mask(segmenter)
+        outcome.likeness = [dice(mask, reference) for mask in outcome.masks]
+        outcome.identical = [mask.shape == reference.shape and bool(np.array_equal(mask, reference)) for mask in outcome.masks]
     after = snapshot(folder)
     outcome.changed = sorted(path for path, digest in before.items() if after.get(path) != digest)
     outcome.new = {path for path in after if path not in before}
@@ -74,6 +87,34 @@ def run_door(case: Case, door: str, folder: Path, segmenter: Any) -> tuple[Made,
     outcome.outputs = {_relative(path, folder) for path in outcome.outputs}
     outcome.door = door
     return made, outcome
+
+
+_REFERENCES: dict[int, tuple[Any, np.ndarray]] = {}
+
+
+def reference_mask(segmenter: Any) -> np.ndarray:
+    """The good input's mask: the shipped sample (the "good jpeg" case) and its mass box through the
+    Python API on ``segmenter``, computed once per Segmenter (with today's weights, whatever they are)."""
+    from connected_unets.io import load_image
+
+    key = id(segmenter)
+    if key not in _REFERENCES:
+        image = load_image(SAMPLE_DIR / GOOD["image"])
+        results = segmenter.segment_rois(image.array, [list(GOOD_BOX)], source="the good input", value_range=image.value_range)
+        assert results[0].found, "the shipped model finds no mass in the good input's box"
+        _REFERENCES[key] = (segmenter, np.logical_or.reduce([r.mask > 0 for r in results]))  # the Segmenter kept: its id stays its own
+    return _REFERENCES[key][1]
+
+
+def dice(mask: np.ndarray, reference: np.ndarray) -> float:
+    """Dice of two masks; a mask of another size (a resampled input) is first shrunk or grown onto
+    the reference's pixel grid by area (a pixel is in where at least half of it is)."""
+    mask = np.asarray(mask) > 0
+    if mask.shape != reference.shape:
+        resized = Image.fromarray(mask.astype(np.float32)).resize(reference.shape[::-1], Image.BOX)
+        mask = np.asarray(resized) >= 0.5
+    total = int(mask.sum()) + int(reference.sum())
+    return 1.0 if total == 0 else 2.0 * int((mask & reference).sum()) / total
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -112,9 +153,10 @@ def read_only(folders: Sequence[Path]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def captured() -> Iterator[tuple[io.StringIO, list[logging.LogRecord]]]:
-    """stdout and stderr into one buffer, and the package's log records at WARNING and above."""
+    """stdout and stderr into one buffer, and the package's log records at INFO and above (what
+    ``-v`` shows: which weights file was loaded, on which device)."""
     buffer, records = io.StringIO(), []
-    handler = logging.Handler(logging.WARNING)
+    handler = logging.Handler(logging.INFO)
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("connected_unets")
     level = logger.level
@@ -148,41 +190,44 @@ def _cli_command(made: Made, out_dir: Path) -> tuple[list[str], Path]:
     return ["segment", str(made.image), *_box_args(made.boxes), "--out", str(out), "--device", "cpu"], out
 
 
-def _read_tables(out: Path) -> tuple[list[bool], list[tuple[int, ...]], list[str], list[tuple[int, int, int, int]]]:
-    """found, mask shape, notes and boxes of a written result (its _rois.json and its PNG mask)."""
+def _read_tables(out: Path) -> tuple[list[bool], list[np.ndarray], list[str], list[tuple[int, int, int, int]]]:
+    """found, mask (all ROIs in one), notes and boxes of a written result (its _rois.json and its PNG mask)."""
     from connected_unets.writers import roi_table_paths
 
     rows = json.loads(roi_table_paths(out)[1].read_text())["rois"]
-    shape = [np.asarray(Image.open(out)).shape] if out.name.lower().endswith(".png") else []
-    return [r["found"] for r in rows], shape, [r["note"] for r in rows], [(r["x0"], r["y0"], r["x1"], r["y1"]) for r in rows]
+    masks = [np.asarray(Image.open(out)) > 0] if out.name.lower().endswith(".png") else []
+    return [r["found"] for r in rows], masks, [r["note"] for r in rows], [(r["x0"], r["y0"], r["x1"], r["y1"]) for r in rows]
 
 
-def _segment_outcome(code: int, text: str, out: Path, warnings: list[str]) -> Outcome:
-    """The outcome of `segment`, from its exit status, what it printed and the files it wrote."""
+def _segment_outcome(code: int, printed: str, log: str, out: Path, warnings: list[str]) -> Outcome:
+    """The outcome of `segment`, from its exit status, what it printed (stdout) and logged, and the files it wrote."""
     from connected_unets.writers import roi_table_paths
 
+    text = printed + log
     if code == 0:
-        found, shapes, notes, boxes = _read_tables(out)
+        found, masks, notes, boxes = _read_tables(out)
         outcome = NOTHING if not any(found) else WRITTEN
-        message = next((n for n in notes if n), "") if outcome == NOTHING else text.strip().splitlines()[-1]
-        return Outcome(outcome, message, code, text, warnings, shapes, found, boxes, 1, {str(out), *map(str, roi_table_paths(out))})
+        message = next((n for n in notes if n), "") if outcome == NOTHING else printed.strip().splitlines()[-1]
+        outputs = {str(out), *map(str, roi_table_paths(out))}
+        return Outcome(outcome, message, code, text, warnings, [m.shape for m in masks], found, boxes, 1, outputs, masks=masks)
     lines = [line for line in text.splitlines() if line.startswith("connected-unets: error: ")]
     message = lines[-1].removeprefix("connected-unets: error: ") if lines else text.strip()
     return Outcome(ERROR if code == 2 else "crash", message, code, text, warnings)
 
 
 def run_cli(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
-    """``connected-unets segment`` in-process, on the Segmenter loaded once."""
+    """``connected-unets segment`` in-process, as a user runs it: it reads the image, checks the
+    boxes and --out, then loads its Segmenter from the bundle's weights file (``cli._segmenter``)."""
     from connected_unets import cli
 
     args, out = _cli_command(made, out_dir)
-    with captured() as (buffer, records), mock.patch.object(cli, "_segmenter", lambda _: segmenter):
+    with captured() as (buffer, records):
         try:
             code = cli.main(args)
         except BaseException as err:  # noqa: BLE001 - a traceback is what the corpus looks for
             return _crash(err, buffer.getvalue())
     log, warnings = _logged(records)
-    return _segment_outcome(code, buffer.getvalue() + log, out, warnings)
+    return _segment_outcome(code, buffer.getvalue(), log, out, warnings)
 
 
 def _process(args: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -198,8 +243,7 @@ def run_cli_process(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
     """``python -m connected_unets.cli segment ...``: the exit status and stderr a shell sees."""
     args, out = _cli_command(made, out_dir)
     done = _process(["-m", "connected_unets.cli", *args])
-    text = done.stdout + done.stderr
-    return _segment_outcome(done.returncode, text, out, _process_warnings(text))
+    return _segment_outcome(done.returncode, done.stdout, done.stderr, out, _process_warnings(done.stderr))
 
 
 def run_api(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
@@ -220,7 +264,9 @@ def run_api(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
     outcome = WRITTEN if any(found) else NOTHING
     message = next((r.reason for r in results if r.reason), "") if outcome == NOTHING else f"{sum(r.area for r in results)} mass pixels"
     shapes = [r.mask.shape for r in results]
-    return Outcome(outcome, message, None, buffer.getvalue() + log, warnings, shapes, found, [tuple(r.box) for r in results], len(results))
+    masks = [np.logical_or.reduce([r.mask > 0 for r in results])]
+    text = buffer.getvalue() + log
+    return Outcome(outcome, message, None, text, warnings, shapes, found, [tuple(r.box) for r in results], len(results), masks=masks)
 
 
 def _datalist(made: Made) -> list[dict]:
@@ -232,14 +278,14 @@ def _inference_outcome(summary: dict, out_dir: Path, text: str, warnings: list[s
     from connected_unets.writers import roi_table_paths
 
     found: list[bool] = []
-    shapes: list[tuple[int, ...]] = []
+    masks: list[np.ndarray] = []
     notes: list[str] = []
     boxes: list[tuple[int, int, int, int]] = []
     outputs = {str(out_dir / "inference_summary.json")}
     for entry in summary["written"]:
         mask = Path(entry["mask"])
-        more_found, more_shapes, more_notes, more_boxes = _read_tables(mask)
-        found, shapes, notes, boxes = found + more_found, shapes + more_shapes, notes + more_notes, boxes + more_boxes
+        more_found, more_masks, more_notes, more_boxes = _read_tables(mask)
+        found, masks, notes, boxes = found + more_found, masks + more_masks, notes + more_notes, boxes + more_boxes
         outputs |= {str(mask), *map(str, roi_table_paths(mask)), *([entry["detections"]] if entry.get("detections") else [])}
     skipped = [entry["reason"] for entry in summary["skipped"]]
     if skipped:
@@ -248,7 +294,8 @@ def _inference_outcome(summary: dict, out_dir: Path, text: str, warnings: list[s
         outcome, message = NOTHING, next((n for n in notes if n), "")
     else:
         outcome, message = WRITTEN, f"{len(summary['written'])} mask(s) written"
-    return Outcome(outcome, message, code, text, warnings, shapes, found, boxes, len(summary["written"]), outputs)
+    shapes = [m.shape for m in masks]
+    return Outcome(outcome, message, code, text, warnings, shapes, found, boxes, len(summary["written"]), outputs, masks=masks)
 
 
 def run_bundle(made: Made, out_dir: Path, segmenter: Any) -> Outcome:
@@ -358,9 +405,13 @@ def bad_message(outcome: Outcome, expect: Expect, made: Made) -> str:
     """An error or skip is one line that names the file and the problem; a nothing-found ROI says why."""
     if expect.says and expect.says not in outcome.message:
         return f"message {outcome.message!r} does not say {expect.says!r}"
-    if outcome.outcome in (ERROR, SKIPPED):
+    if outcome.outcome in (ERROR, SKIPPED, NOT_LOADED):
         if "\n" in outcome.message.strip():
             return f"message of several lines: {outcome.message!r}"
+        if outcome.names:  # the Slicer Logic names the volume node (Slicer names it after the file)
+            if not any(name in outcome.message for name in outcome.names):
+                return f"message {outcome.message!r} names none of {list(outcome.names)}"
+            return ""
         named = made.named()
         if named is not None and str(named) not in outcome.message:
             return f"message {outcome.message!r} does not name {named}"
@@ -386,6 +437,8 @@ def half_written(outcome: Outcome, expect: Expect, made: Made) -> str:
     (none after an error, only the written items' files after a skip)."""
     if outcome.temporaries:
         return f"temporaries left: {outcome.temporaries}"
+    if outcome.scene_changed:
+        return "the failed run left the scene changed (a node added, removed or modified)"
     strays = outcome.new - outcome.outputs
     return f"files written that are no result: {sorted(strays)}" if strays else ""
 
@@ -403,16 +456,35 @@ def wrong_result(outcome: Outcome, expect: Expect, made: Made) -> str:
         return f"boxes {outcome.boxes}, expected {list(expect.boxes)}"
     if expect.written is not None and outcome.written != expect.written:
         return f"{outcome.written} written, expected {expect.written}"
-    if expect.warns and not any(expect.warns in w and _names(w, made) for w in outcome.warnings):
+    if expect.warns and not any(expect.warns in w and _names(w, made, outcome) for w in outcome.warnings):
         return f"no warning naming the file says {expect.warns!r}: {outcome.warnings}"
     return ""
 
 
-def _names(warning: str, made: Made) -> bool:
+def _names(warning: str, made: Made, outcome: Outcome | None = None) -> bool:
+    if outcome is not None and any(f"'{name}'" in warning for name in outcome.names):
+        return True
     return made.image is None or str(made.image) in warning or made.image.name in warning
 
 
-RULES = (wrong_outcome, traceback_shown, bad_message, wrong_exit_code, input_changed, half_written, wrong_result)
+def unlike_reference(outcome: Outcome, expect: Expect, made: Made) -> str:
+    """Where the case is a good input in another form (another encoding, bit depth, colour model,
+    size, path), the mask is the good input's: identical (``matches`` 1.0), or at least the Dice
+    ``matches`` with it where the pixels legitimately differ (lossy re-encoding, luminance,
+    resampling; a mask of another size is compared on the good input's pixel grid)."""
+    if expect.matches is None or outcome.outcome != WRITTEN:
+        return ""
+    if not outcome.masks or len(outcome.likeness) != len(outcome.masks):
+        return "no mask to compare with the good input's"
+    for index, (likeness, identical) in enumerate(zip(outcome.likeness, outcome.identical)):
+        if expect.matches >= 1.0 and not identical:
+            return f"mask {index + 1} is not the good input's (Dice {likeness:.4f} with it, expected identical)"
+        if likeness < expect.matches:
+            return f"mask {index + 1}: Dice {likeness:.4f} with the good input's mask, expected >= {expect.matches}"
+    return ""
+
+
+RULES = (wrong_outcome, traceback_shown, bad_message, wrong_exit_code, input_changed, half_written, wrong_result, unlike_reference)
 
 
 def violations(outcome: Outcome, expect: Expect, made: Made) -> list[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Events
 
 from .cases import check_inputs
 
@@ -90,8 +89,9 @@ def run_evaluation(workflow: Any, on_cases: Callable[[int], None] | None = None)
     progress bar). Returns the report's summary."""
     with _pool_threads_joined():  # the cases load here unless load_cases ran first
         if on_cases is not None:
-            evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-            evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: on_cases(len(engine.state.output)))
+            from ..handlers import CaseCounter  # handlers imports this package: here, not at the top
+
+            CaseCounter(on_cases).attach(workflow.parser.get_parsed_content("validate#evaluator"))
         workflow.run()
     workflow.finalize()
     summary = workflow.parser.get_parsed_content("report").summary

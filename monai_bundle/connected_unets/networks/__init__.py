@@ -1,5 +1,8 @@
 """The six networks of the paper, faithful to the authors' Keras code, and a name -> class registry.
 
+The names, the Connected ones and their display names are the catalogue's
+(:data:`connected_unets.bundle.NETWORKS`); :data:`NETWORKS` here maps exactly those names to classes.
+
 Baccouche et al., npj Breast Cancer 7, 151 (2021); the authors' code is GitHub
 ``AsmaBaccouche/Connected-Unets-and-more``. What each network is made of, the authors' function
 behind each class and the parameter counts: ``docs/architecture.md``.
@@ -31,11 +34,12 @@ from typing import Any
 
 from torch import nn
 
+from .. import bundle as catalogue
 from .connected import ConnectedAUNets, ConnectedResUNets, ConnectedUNets
 from .cyclegan import PatchGANDiscriminator, ResnetGenerator
 from .single import AUNet, ResUNet, UNet
 
-NETWORKS: dict[str, type[nn.Module]] = {
+_CLASSES: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "aunet": AUNet,
     "resunet": ResUNet,
@@ -43,9 +47,12 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "connected_aunets": ConnectedAUNets,
     "connected_resunets": ConnectedResUNets,
 }
-
-
-CONNECTED = ("connected_unets", "connected_aunets", "connected_resunets")
+if set(_CLASSES) != set(catalogue.NETWORKS):  # a network added to one and not the other
+    raise ImportError(f"connected_unets.networks has classes for {sorted(_CLASSES)}, the catalogue names {sorted(catalogue.NETWORKS)}")
+#: name -> class, keyed by the catalogue's names in its order (the paper's tables)
+NETWORKS: dict[str, type[nn.Module]] = {name: _CLASSES[name] for name in catalogue.network_names()}
+#: the networks that join two U-Nets (they take ``aspp``), the catalogue's
+CONNECTED = catalogue.connected_networks()
 
 
 def set_batch_norm_momentum(network: nn.Module, momentum: float) -> nn.Module:

@@ -1,4 +1,4 @@
-"""The CycleGAN networks of the keras.io tutorial the authors used (``../shared/research/original.md`` §2.7).
+"""The CycleGAN networks of the keras.io tutorial the authors used (keras-io ``examples/generative/cyclegan.py``).
 
 Baccouche et al. translated ROIs of one dataset into the style of another with the keras.io
 CycleGAN tutorial "unchanged"; these are its two networks in PyTorch, 1-channel by default (the
@@ -16,7 +16,8 @@ tutorial's are RGB), every size an argument so that a CPU budget can shrink them
   (B, in_channels, H, W) -> (B, 1, H / 2**layers - 2, W / 2**layers - 2) raw scores (no sigmoid:
   the least-squares loss takes them as they are).
 
-Where they differ from the tutorial (initialisation, padding arithmetic): ``docs/deviations.md``.
+The tutorial's layers, and where these differ from it (initialisation, padding arithmetic):
+``docs/deviations.md``.
 """
 
 from __future__ import annotations
