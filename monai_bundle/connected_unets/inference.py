@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from monai.inferers import Inferer
 
-from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_networks, weights_file
+from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_weights
 from .fast import FastNetwork, fast_if_equivalent
 from .precision import resolve_precision
 from .mass_check import covers_image, image_range_fraction, mass_contrast
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the detector is loaded when first asked for (connected_unet
 logger = logging.getLogger(__name__)
 
 #: inference.yaml keys that Segmenter.from_bundle(**options) may override
-TEST_TIME_KEYS = ("tta", "refine_rounds", "precision", "min_mass_contrast", "min_image_range", "max_box_fraction")
+TEST_TIME_KEYS = ("tta", "refine_rounds", "refine_below", "precision", "min_mass_contrast", "min_image_range", "max_box_fraction")
 
 class ROIBatchInferer(Inferer):
     """Run a (B, N, C, H, W) stack of N ROIs per image through the network as one (B*N) batch."""
@@ -115,6 +115,7 @@ class Segmenter:
         threshold: float = 0.5,
         tta_views: int = 1,
         refine_rounds: int = 0,
+        refine_below: float = 1.0,
         precision: str = "fp32",
         min_mass_contrast: float = 0.0,
         min_image_range: float = 0.0,
@@ -135,6 +136,9 @@ class Segmenter:
         self.refine_rounds = int(refine_rounds)
         if self.refine_rounds not in (0, 1, 2):
             raise ValueError(f"refine_rounds {refine_rounds}: 0 (off), 1 or 2")
+        self.refine_below = float(refine_below)
+        if not 0.0 < self.refine_below <= 1.0:
+            raise ValueError(f"refine_below {refine_below}: a share of the box's area, above 0 and at most 1")
         self.precision = precision
         self.min_mass_contrast = float(min_mass_contrast)
         self.min_image_range = float(min_image_range)
@@ -167,10 +171,7 @@ class Segmenter:
         ``detection_threshold`` choose the detector :meth:`detect` loads (default: the bundle's
         ``models/detector.pt`` and detect_inference.yaml's operating threshold)."""
         if weights is None:
-            weights = weights_file(model, bundle_dir)
-            if not weights.is_file():
-                shipped = ", ".join(shipped_networks(bundle_dir)) or "none"
-                raise FileNotFoundError(f"{weights}: no shipped weights for {display_name(model)} (networks with shipped weights: {shipped}); give a weights file")
+            weights = shipped_weights(model, bundle_dir)
         unknown = set(options) - set(TEST_TIME_KEYS)
         if unknown:
             raise ValueError(f"unknown inference option(s) {', '.join(sorted(unknown))}; known: {', '.join(TEST_TIME_KEYS)}")
@@ -276,7 +277,7 @@ class Segmenter:
             for index, mask in enumerate(masks):
                 if mask.any():
                     new = mask_box(mask)
-                    if box_moved(history[index][-1], new):
+                    if box_moved(history[index][-1], new) and _area(new) < self.refine_below * _area(history[index][-1]):
                         moving.append((index, new))
             if not moving:
                 break
@@ -340,6 +341,10 @@ class Segmenter:
         return torch.as_tensor(self.roi_mask({"pred": prob})["pred"]).bool()
 
 
+def _area(box: Sequence[int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
 def build_segmenter(
     network: torch.nn.Module,
     weights: str | Path,
@@ -354,6 +359,7 @@ def build_segmenter(
     precision: str = "auto",
     tta: bool | int = False,
     refine_rounds: int = 0,
+    refine_below: float = 1.0,
     min_mass_contrast: float = 0.0,
     min_image_range: float = 0.0,
     max_box_fraction: float = 1.0,
@@ -381,7 +387,7 @@ def build_segmenter(
     )  # fmt: skip
     return Segmenter(
         network=network, preprocessing=preprocessing, inferer=inferer, roi_postprocessing=roi_postprocessing, device=device,
-        amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, precision=resolved,
+        amp=amp, roi_mask=roi_mask, threshold=threshold, tta_views=views, refine_rounds=refine_rounds, refine_below=refine_below, precision=resolved,
         min_mass_contrast=min_mass_contrast, min_image_range=min_image_range, max_box_fraction=max_box_fraction,
         bundle_dir=bundle_dir, detector_weights=detector_weights, detection_threshold=detection_threshold,
     )  # fmt: skip
