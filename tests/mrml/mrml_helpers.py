@@ -43,6 +43,27 @@ def ijk_to_ras(volume) -> np.ndarray:
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+def make_roi(scene, volume, box, name="R", slice_index=0, thickness=0.0, world_from_volume=np.eye(4)):
+    """A Markups ROI that covers exactly the pixels of ``box`` (x0, y0, x1, y1) on ``slice_index``,
+    aligned with the image axes, in world coordinates; ``thickness`` in slices."""
+    m = world_from_volume @ ijk_to_ras(volume)
+    x0, y0, x1, y1 = box
+    centre = m @ np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, slice_index, 1.0])
+    axes = m[:3, :3] / np.linalg.norm(m[:3, :3], axis=0)
+    if np.linalg.det(axes) < 0:  # an ROI frame is right-handed; the ROI is symmetric in z
+        axes[:, 2] *= -1
+    object_to_node = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            object_to_node.SetElement(r, c, axes[r, c])
+        object_to_node.SetElement(r, 3, centre[r])
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    roi.SetAndObserveObjectToNodeMatrix(object_to_node)
+    lengths = np.linalg.norm(m[:3, :3], axis=0)
+    roi.SetSize((x1 - x0) * lengths[0], (y1 - y0) * lengths[1], thickness * lengths[2])
+    return roi
+
+
 def segment_voxels(segmentation_node, segment_id: str, volume) -> np.ndarray:
     """A segment resampled onto the volume's voxel grid by Slicer's own export, (slices, rows, columns)."""
     scene = volume.GetScene()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mrml_helpers import ijk_to_ras, segment_voxels, slicer  # first: skips without slicer-core
+from mrml_helpers import make_roi, segment_voxels, slicer  # first: skips without slicer-core
 import vtk  # slicer-core's own vtk
 
 from bad_inputs import doors
@@ -117,22 +117,7 @@ def _itk_reason(err: BaseException, path: Path) -> str:
 def roi_over(scene: Any, volume: Any, box: Sequence[float], name: str) -> Any:
     """A Markups ROI aligned with the volume's axes covering pixels x0..x1, y0..y1 (end exclusive)
     of its first slice, in world coordinates, as a user draws one in the slice view."""
-    m = ijk_to_ras(volume)
-    x0, y0, x1, y1 = (float(v) for v in box)
-    centre = m @ np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 0.0, 1.0])
-    lengths = np.linalg.norm(m[:3, :3], axis=0)
-    axes = m[:3, :3] / lengths
-    if np.linalg.det(axes) < 0:  # an ROI's frame is right-handed; the ROI is symmetric along its third axis
-        axes[:, 2] *= -1
-    object_to_node = vtk.vtkMatrix4x4()
-    for r in range(3):
-        for c in range(3):
-            object_to_node.SetElement(r, c, axes[r, c])
-        object_to_node.SetElement(r, 3, centre[r])
-    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
-    roi.SetAndObserveObjectToNodeMatrix(object_to_node)
-    roi.SetSize((x1 - x0) * lengths[0], (y1 - y0) * lengths[1], 0.0)
-    return roi
+    return make_roi(scene, volume, tuple(float(v) for v in box), name)
 
 
 def scene_state(scene: Any) -> list[tuple[str, int]]:
