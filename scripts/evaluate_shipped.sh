@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Score a bundle model on the validation patients of the shipped training data, with tight boxes and
 # with boxes loosened by 30 % per side. The reports (summary.md, cases.csv, summary.json, roc.png,
-# montage.png; see docs/evaluation.md) go to runs/eval/<network>/{tight,loose}/.
-# Usage: scripts/evaluate_shipped.sh [NETWORK] [WEIGHTS]
+# montage.png; see docs/evaluation.md) go to runs/eval/<network>/{tight,loose}/, or to $EVAL_OUT/{tight,loose}/.
+# Usage: [EVAL_OUT=DIR] scripts/evaluate_shipped.sh [NETWORK] [WEIGHTS]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 network=${1:-connected_resunets}
@@ -10,7 +10,7 @@ weights=${2:-$(python -c 'import sys; from connected_unets.bundle import weights
 [ -d "$repo/runs/data/cdd_cesm_dm" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
 for boxes in tight:0.0 loose:0.3; do
-  out="$repo/runs/eval/$network/${boxes%%:*}"
+  out="${EVAL_OUT:-$repo/runs/eval/$network}/${boxes%%:*}"
   mkdir -p "$out"
   python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" \
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \

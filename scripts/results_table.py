@@ -18,14 +18,13 @@ document can hold several runs, e.g. one block per seed).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 from pathlib import Path
 
 from connected_unets import bundle as catalogue
-from connected_unets.evaluation import paired_bootstrap_ci
-from connected_unets.io import atomic_output
+from connected_unets.doc_blocks import marked_block, write_marked_block
+from connected_unets.evaluation import paired_dice_gain_ci
 from connected_unets.networks import get_network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +33,6 @@ NO_ASPP = "_noaspp"  # a Connected network's run without ASPP (the paper's ablat
 TAGS = [*catalogue.network_names(), *(name + NO_ASPP for name in catalogue.connected_networks())]
 # Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
 PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
-
-
-def markers(block: str) -> tuple[str, str]:
-    """The begin and end comments that enclose table ``block`` in a markdown document."""
-    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 
 def base_of(network: str) -> str:
@@ -65,24 +59,6 @@ def _ci(block: dict) -> str:
     return "–" if low is None else f"{low:.3f}–{high:.3f}"
 
 
-def paired_gain_ci(cases: Path, base_cases: Path, by_patient: bool = False) -> tuple[float, float] | None:
-    """95 % paired bootstrap CI of the mean per-lesion Dice difference (network minus base) from two
-    runs' cases.csv, lesions in sorted order; ``by_patient`` resamples patients with all their
-    lesions instead of lesions (:func:`connected_unets.evaluation.paired_bootstrap_ci`). None when
-    a file is missing or the runs scored different lesions."""
-    if not (cases.is_file() and base_cases.is_file()):
-        return None
-    ours, theirs = (
-        {row["lesion"]: (row["patient"], float(row["dice"])) for row in csv.DictReader(path.open(newline=""))}
-        for path in (cases, base_cases)
-    )
-    if set(ours) != set(theirs):
-        return None
-    lesions = sorted(ours)
-    patients = [ours[lesion][0] for lesion in lesions] if by_patient else None
-    return paired_bootstrap_ci([ours[lesion][1] for lesion in lesions], [theirs[lesion][1] for lesion in lesions], patients)
-
-
 def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     tight, loose = (run / f"eval_{kind}" / "summary.json" for kind in ("tight", "loose"))
     if not (tight.is_file() and loose.is_file()):
@@ -95,7 +71,7 @@ def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     gain = ""
     if is_connected(network) and base in base_dice:
         gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
-        paired = paired_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
+        paired = paired_dice_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
         if paired is not None:
             gain += f" ({100 * paired[0]:+.1f} to {100 * paired[1]:+.1f})"
     paper = "" if tag not in PAPER_GAIN else "+{:.2f} / +{:.2f}".format(*PAPER_GAIN[tag])
@@ -136,7 +112,7 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
     clustered = []
     for tag in [t for t in TAGS if t in tags and is_connected(t.removesuffix(NO_ASPP))]:
         base = base_of(tag.removesuffix(NO_ASPP))
-        interval = paired_gain_ci(runs / tag / "eval_tight" / "cases.csv", runs / base / "eval_tight" / "cases.csv", by_patient=True)
+        interval = paired_dice_gain_ci(runs / tag / "eval_tight" / "cases.csv", runs / base / "eval_tight" / "cases.csv", by_patient=True)
         if interval is not None:
             clustered.append(f"{display_name(tag)} {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}")
     if clustered:
@@ -161,10 +137,9 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
 
 def rows_by_name(document: str, block: str = "results") -> dict[str, str]:
     """The table rows already between the markers of ``block`` in ``document``, keyed by network name."""
-    begin, end = markers(block)
-    if begin not in document or end not in document:
+    text = marked_block(document, block)
+    if text is None:
         return {}
-    text = document.split(begin, 1)[1].split(end, 1)[0]
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| network ")]
     return {row.split("|")[1].strip(): row for row in rows}
 
@@ -179,16 +154,10 @@ def main() -> None:
     if args.write and not args.write.is_file():
         raise SystemExit(f"{args.write}: no such file")
     document = args.write.read_text() if args.write else ""
-    begin, end = markers(args.block)
     text = table(args.runs, rows_by_name(document, args.block), args.tags)
     print(text)
     if args.write:
-        if begin not in document or end not in document:
-            raise SystemExit(f"{args.write}: no {begin} ... {end} markers")
-        head, rest = document.split(begin, 1)
-        updated = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
-        with atomic_output(args.write) as tmp:
-            tmp.write_text(updated)
+        write_marked_block(args.write, args.block, text)
 
 
 if __name__ == "__main__":

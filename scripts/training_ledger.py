@@ -24,10 +24,10 @@ import argparse
 import csv
 import datetime
 import json
-import re
 from pathlib import Path
 
 from connected_unets.bundle import display_name, weights_name
+from connected_unets.doc_blocks import write_marked_block
 from connected_unets.io import atomic_output
 from connected_unets.precision import cpu_has_fast_bf16, cpu_model
 
@@ -138,13 +138,7 @@ def render(_: argparse.Namespace | None = None) -> None:
     """Redraw the learning curve and the model card's ledger table from the ledger files."""
     stretches = read_csv(STRETCHES)
     plot(stretches)
-    card = CARD.read_text()
-    block = f"<!-- ledger:begin -->\n{card_table(stretches)}\n<!-- ledger:end -->"
-    pattern = re.compile(r"<!-- ledger:begin -->.*?<!-- ledger:end -->", re.S)
-    if not pattern.search(card):
-        raise SystemExit(f"{CARD}: no <!-- ledger:begin --> / <!-- ledger:end --> markers to write between")
-    with atomic_output(CARD) as tmp:
-        tmp.write_text(pattern.sub(lambda _: block, card))
+    write_marked_block(CARD, "ledger", card_table(stretches))
     print(f"{len(stretches)} stretches; wrote {PLOT} and the table in {CARD}; {datetime.date.today()}")
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connected_unets.evaluation import paired_dice_gain_ci
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "results_table.py"
 
@@ -70,7 +72,7 @@ def test_paired_gain_ci_of_a_constant_gain_is_that_gain_both_ways(tmp_path):
     ours = {lesion: (patient, dice + 0.1) for lesion, (patient, dice) in base.items()}
     cases, base_cases = _cases_csv(tmp_path / "c" / "cases.csv", ours), _cases_csv(tmp_path / "b" / "cases.csv", base)
     for by_patient in (False, True):
-        low, high = results_table.paired_gain_ci(cases, base_cases, by_patient=by_patient)
+        low, high = paired_dice_gain_ci(cases, base_cases, by_patient=by_patient)
         assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
 
 
@@ -80,16 +82,16 @@ def test_resampling_patients_keeps_their_lesions_together(tmp_path):
     base = {f"{p}{i}": (p, 0.5) for p in "ABCDEF" for i in (1, 2)}
     ours = {lesion: (patient, 0.7 if lesion.endswith("1") else 0.3) for lesion, (patient, _) in base.items()}
     cases, base_cases = _cases_csv(tmp_path / "c" / "cases.csv", ours), _cases_csv(tmp_path / "b" / "cases.csv", base)
-    low, high = results_table.paired_gain_ci(cases, base_cases, by_patient=True)
+    low, high = paired_dice_gain_ci(cases, base_cases, by_patient=True)
     assert low == pytest.approx(0.0) and high == pytest.approx(0.0)
-    low, high = results_table.paired_gain_ci(cases, base_cases)
+    low, high = paired_dice_gain_ci(cases, base_cases)
     assert low < -0.05 and high > 0.05
 
 
 def test_paired_gain_ci_needs_the_same_lesions(tmp_path):
     cases = _cases_csv(tmp_path / "c" / "cases.csv", {"a1": ("A", 0.5)})
     base_cases = _cases_csv(tmp_path / "b" / "cases.csv", {"b1": ("B", 0.5)})
-    assert results_table.paired_gain_ci(cases, base_cases) is None
+    assert paired_dice_gain_ci(cases, base_cases) is None
 
 
 def test_the_networks_and_their_names_are_the_catalogues():

@@ -13,6 +13,7 @@ imported only when a report is written, not re-exported here).
 from .cases import CASE_COLUMNS, CaseResult, case_result, check_inputs, read_detections, with_probabilities
 from .report import (
     CASES_CSV,
+    paired_dice_gain_ci,
     pick_cases,
     summarize_cases,
     summary_markdown,
@@ -41,6 +42,7 @@ __all__ = [
     "evaluation_workflow",
     "load_cases",
     "paired_bootstrap_ci",
+    "paired_dice_gain_ci",
     "patient_bootstrap_ci",
     "pick_cases",
     "pooled_roc",

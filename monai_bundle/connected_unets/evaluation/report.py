@@ -22,6 +22,7 @@ from .statistics import (
     final_accuracy_intervals,
     iou90_intervals,
     mean_intervals,
+    paired_bootstrap_ci,
     pooled_roc,
     whole_roi_reference,
 )
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CASES_CSV",
+    "paired_dice_gain_ci",
     "pick_cases",
     "summarize_cases",
     "summary_markdown",
@@ -152,6 +154,25 @@ def write_cases_csv(cases: Sequence[CaseResult], path: str | Path, detected: Map
                 row["detected"] = int(detected[case.lesion])
             writer.writerow(row)
     return Path(path)
+
+
+def paired_dice_gain_ci(cases: str | Path, base_cases: str | Path, by_patient: bool = False) -> Interval | None:
+    """95 % paired bootstrap CI of the mean per-lesion Dice difference (model minus base) from two
+    reports' cases.csv, lesions in sorted order; ``by_patient`` resamples patients with all their
+    lesions instead of lesions (:func:`.statistics.paired_bootstrap_ci`). None when a file is
+    missing or the reports scored different lesions."""
+    cases, base_cases = Path(cases), Path(base_cases)
+    if not (cases.is_file() and base_cases.is_file()):
+        return None
+    ours, theirs = (
+        {row["lesion"]: (row["patient"], float(row["dice"])) for row in csv.DictReader(path.open(newline=""))}
+        for path in (cases, base_cases)
+    )
+    if set(ours) != set(theirs):
+        return None
+    lesions = sorted(ours)
+    patients = [ours[lesion][0] for lesion in lesions] if by_patient else None
+    return paired_bootstrap_ci([ours[lesion][1] for lesion in lesions], [theirs[lesion][1] for lesion in lesions], patients)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
