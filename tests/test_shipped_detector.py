@@ -19,7 +19,7 @@ from connected_unets.io import load_image
 
 WEIGHTS = BUNDLE / "models" / "detector.pt"
 pytestmark = pytest.mark.skipif(
-    not WEIGHTS.is_file(), reason=f"needs the trained detector {WEIGHTS}: train it with scripts/train_detector.sh (about 1 hour on 2 CPU cores)"
+    not WEIGHTS.is_file(), reason=f"needs the trained detector {WEIGHTS}: train it with scripts/train_detector.sh (about 20 minutes on 2 CPU cores)"
 )
 SAMPLES = json.loads((SAMPLE_DATA / "samples.json").read_text())  # validation patients of both models
 
