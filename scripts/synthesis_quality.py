@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_NETWORK, help="shipped segmenter (default %(default)s)")
     parser.add_argument("--margins", type=float, nargs="+", default=[0.0], help="box extra margins to score, e.g. 0 0.3 (default 0)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="scoring arithmetic (auto: bf16 where fast)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+        help="scoring arithmetic; fp32 (default) is what the Segmenter uses for the shipped weights (they failed its bf16 check); auto: bf16 where fast",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
