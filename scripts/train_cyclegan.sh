@@ -23,10 +23,10 @@ cd "$repo"
 if [ "${CYCLEGAN_SIZE:-cpu}" = full ]; then
   sizes=(--crop_size 256 --gan_filters 64 --disc_filters 64 --epochs 200 --lr_schedule linear --decay_epochs 100)
 else
-  # about an hour: 8 epochs of max(#CESM, #DM) ~ 200 steps = ~1600 steps at <= 2.3 s a step (bf16, 2 threads),
-  # measured with scripts/benchmark_cyclegan_step.py on the 2-core AMX Xeon (docs/synthesis.md, "Measured step
-  # time"); the last 4 epochs decay linearly. More: re-run with a larger --epochs (it resumes).
-  sizes=(--crop_size 128 --gan_filters 32 --disc_filters 32 --epochs 8 --lr_schedule linear --decay_epochs 4)
+  # about an hour: 24 epochs of max(#CESM, #DM) = 255 steps = 6120 steps at a median 0.53 s a step (bf16,
+  # 2 threads, the real run on the quiet 2-core AMX Xeon; docs/synthesis.md, "Measured step time"); the last
+  # 12 epochs decay linearly. More: re-run with a larger --epochs (it resumes).
+  sizes=(--crop_size 128 --gan_filters 32 --disc_filters 32 --epochs 24 --lr_schedule linear --decay_epochs 12)
 fi
 mkdir -p "$out"
 (cd monai_bundle && python -m monai.bundle run --config_file "['configs/common.yaml','configs/cyclegan_train.yaml']" \
