@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from connected_unets import bundle as catalogue
-from connected_unets.doc_blocks import marked_block, write_marked_block
+from connected_unets.doc_blocks import ci_cell, marked_block, points_range, write_marked_block
 from connected_unets.evaluation import paired_dice_gain_ci
 from connected_unets.networks import get_network
 
@@ -54,11 +54,6 @@ def parameters(tag: str) -> int:
     return sum(p.numel() for p in network.parameters() if p.requires_grad)
 
 
-def _ci(block: dict) -> str:
-    low, high = block["ci"]
-    return "–" if low is None else f"{low:.3f}–{high:.3f}"
-
-
 def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     tight, loose = (run / f"eval_{kind}" / "summary.json" for kind in ("tight", "loose"))
     if not (tight.is_file() and loose.is_file()):
@@ -73,13 +68,13 @@ def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
         gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
         paired = paired_dice_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
         if paired is not None:
-            gain += f" ({100 * paired[0]:+.1f} to {100 * paired[1]:+.1f})"
+            gain += f" ({points_range(paired)})"
     paper = "" if tag not in PAPER_GAIN else "+{:.2f} / +{:.2f}".format(*PAPER_GAIN[tag])
     iou90 = t["iou90_fraction"]["value"]
     return (
         f"| {display_name(tag)} | {parameters(tag) / 1e6:.2f} M | {best['epoch']} of {state_epochs} "
-        f"| {t['dice']['mean']:.3f} ({_ci(t['dice'])}) | {t['iou']['mean']:.3f} ({_ci(t['iou'])}) "
-        f"| {iou90:.2f} | {t['pooled_auc']:.3f} | {l['dice']['mean']:.3f} ({_ci(l['dice'])}) | {gain} | {paper} |"
+        f"| {t['dice']['mean']:.3f} ({ci_cell(t['dice'])}) | {t['iou']['mean']:.3f} ({ci_cell(t['iou'])}) "
+        f"| {iou90:.2f} | {t['pooled_auc']:.3f} | {l['dice']['mean']:.3f} ({ci_cell(l['dice'])}) | {gain} | {paper} |"
     )
 
 
@@ -114,7 +109,7 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
         base = base_of(tag.removesuffix(NO_ASPP))
         interval = paired_dice_gain_ci(runs / tag / "eval_tight" / "cases.csv", runs / base / "eval_tight" / "cases.csv", by_patient=True)
         if interval is not None:
-            clustered.append(f"{display_name(tag)} {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}")
+            clustered.append(f"{display_name(tag)} {points_range(interval)}")
     if clustered:
         lines.append("")
         lines.append("Paired gain CIs resampling patients (with all their lesions) instead of lesions: " + "; ".join(clustered) + ".")

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from connected_unets.doc_blocks import write_marked_block
+from connected_unets.doc_blocks import ci_cell, points_range, write_marked_block
 from connected_unets.evaluation import paired_dice_gain_ci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,13 +25,8 @@ BOXES = {"tight": "tight", "loose": "loosened 30 %"}
 BLOCK = "synthesis_comparison"
 
 
-def _interval(block: dict) -> str:
-    low, high = block["ci"]
-    return "–" if low is None else f"{low:.3f}–{high:.3f}"
-
-
 def _points(interval: tuple[float, float] | None) -> str:
-    return "–" if interval is None else f"{100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}"
+    return "–" if interval is None else points_range(interval)
 
 
 def table(runs: Path) -> str:
@@ -40,20 +35,21 @@ def table(runs: Path) -> str:
         "| training data | best epoch | boxes | Dice (95 % CI) | IoU (95 % CI) | IoU ≥ 0.9 |",
         "|---|---|---|---|---|---|",
     ]
+    summaries = {}
     for run, label in RUNS.items():
         best = json.loads(_needed(runs / run / "model.json").read_text())
         for kind, boxes in BOXES.items():
-            summary = json.loads(_needed(runs / run / "eval" / kind / "summary.json").read_text())
+            summary = summaries[run, kind] = json.loads(_needed(runs / run / "eval" / kind / "summary.json").read_text())
             lines.append(
-                f"| {label} | {best['epoch']} | {boxes} | {summary['dice']['mean']:.3f} ({_interval(summary['dice'])}) "
-                f"| {summary['iou']['mean']:.3f} ({_interval(summary['iou'])}) | {summary['iou90_fraction']['value']:.2f} |"
+                f"| {label} | {best['epoch']} | {boxes} | {summary['dice']['mean']:.3f} ({ci_cell(summary['dice'])}) "
+                f"| {summary['iou']['mean']:.3f} ({ci_cell(summary['iou'])}) | {summary['iou90_fraction']['value']:.2f} |"
             )
     lines += ["", "| boxes | Dice difference, synthetic minus real (points) | 95 % CI over lesions | over patients |", "|---|---|---|---|"]
     for kind, boxes in BOXES.items():
         ours, base = (runs / run / "eval" / kind / "cases.csv" for run in ("real_synthetic", "real"))
-        mean = [json.loads((runs / run / "eval" / kind / "summary.json").read_text())["dice"]["mean"] for run in ("real_synthetic", "real")]
+        gain = summaries["real_synthetic", kind]["dice"]["mean"] - summaries["real", kind]["dice"]["mean"]
         lines.append(
-            f"| {boxes} | {100 * (mean[0] - mean[1]):+.1f} | {_points(paired_dice_gain_ci(ours, base))} "
+            f"| {boxes} | {100 * gain:+.1f} | {_points(paired_dice_gain_ci(ours, base))} "
             f"| {_points(paired_dice_gain_ci(ours, base, by_patient=True))} |"
         )
     return "\n".join(lines)

@@ -31,3 +31,11 @@ def test_a_document_without_the_markers_is_refused_in_one_line_and_left_alone(tm
 def test_a_missing_document_is_named(tmp_path):
     with pytest.raises(SystemExit, match=r"absent\.md: no such file"):
         write_marked_block(tmp_path / "absent.md", "table", "| new |")
+
+
+def test_table_cells_write_intervals_the_same_way_in_every_document():
+    from connected_unets.doc_blocks import ci_cell, points_range
+
+    assert ci_cell({"ci": [0.8251, 0.8579]}) == "0.825–0.858"
+    assert ci_cell({"ci": [None, None]}) == "–"
+    assert points_range((-0.0091, 0.0064)) == "-0.9 to +0.6"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .io import atomic_output
 
-__all__ = ["block_markers", "marked_block", "write_marked_block"]
+__all__ = ["block_markers", "ci_cell", "marked_block", "points_range", "write_marked_block"]
 
 
 def block_markers(block: str) -> tuple[str, str]:
@@ -40,3 +40,14 @@ def write_marked_block(path: str | Path, block: str, text: str) -> None:
     head, rest = document.split(begin, 1)
     with atomic_output(path) as tmp:
         tmp.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
+def ci_cell(block: dict) -> str:
+    """A summary.json block's 95 % interval as a table cell, ``0.825–0.858`` (``–`` when undefined)."""
+    low, high = block["ci"]
+    return "–" if low is None else f"{low:.3f}–{high:.3f}"
+
+
+def points_range(interval: tuple[float, float]) -> str:
+    """An interval of Dice differences in points, ``+1.2 to +2.5``."""
+    return f"{100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}"
