@@ -9,10 +9,12 @@ network=${1:-connected_resunets}
 weights=${2:-$(python -c 'import sys; from connected_unets.bundle import weights_file; print(weights_file(sys.argv[1]))' "$network")}
 [ -d "$repo/runs/data/cdd_cesm_dm" ] || python "$repo/scripts/prepare_shipped_training_data.py"
 cd "$repo/monai_bundle"
+configs="'configs/common.yaml','configs/train.yaml','configs/evaluate.yaml'"
+[ -f "configs/$network.yaml" ] && configs+=",'configs/$network.yaml'"  # a peer of the catalogue (dynunet)
 for boxes in tight:0.0 loose:0.3; do
   out="${EVAL_OUT:-$repo/runs/eval/$network}/${boxes%%:*}"
   mkdir -p "$out"
-  python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/evaluate.yaml']" \
+  python -m monai.bundle run --config_file "[$configs]" \
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
     --dataset_dir "$repo/runs/data/cdd_cesm_dm" --output_dir "$out" \
     --box_extra_margin "${boxes##*:}" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }

@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 NO_ASPP = "_noaspp"  # a Connected network's run without ASPP (the paper's ablation)
 # the catalogue's networks in its order, then the Connected ones without ASPP (scripts/compare_models.sh's runs)
 TAGS = [*catalogue.network_names(), *(name + NO_ASPP for name in catalogue.connected_networks())]
+# peers of the catalogue (DynUNet): trained by the same train.yaml, compared with the default network
+PEER_TAGS = list(catalogue.PEERS)
 # Dice gain (points) of each Connected network over its base network stated in the paper (CBIS-DDSM, INbreast)
 PAPER_GAIN = {"connected_unets": (3.6, 4.15), "connected_aunets": (3.4, 2.17), "connected_resunets": (4.0, 1.42)}
 
@@ -50,7 +52,10 @@ def display_name(tag: str) -> str:
 
 
 def parameters(tag: str) -> int:
-    network = get_network(tag.removesuffix(NO_ASPP), aspp=not tag.endswith(NO_ASPP), in_channels=3, out_channels=1)
+    if tag in PEER_TAGS:  # configs/<peer>.yaml defines it
+        network = catalogue.open_config([f"{tag}.yaml"]).get_parsed_content("network_def")
+    else:
+        network = get_network(tag.removesuffix(NO_ASPP), aspp=not tag.endswith(NO_ASPP), in_channels=3, out_channels=1)
     return sum(p.numel() for p in network.parameters() if p.requires_grad)
 
 
@@ -62,9 +67,8 @@ def _row(tag: str, run: Path, base_dice: dict[str, float]) -> str | None:
     state_epochs = _epochs_run(run / "train.log")
     t, l = json.loads(tight.read_text()), json.loads(loose.read_text())
     network = tag.removesuffix(NO_ASPP)
-    base = base_of(network)
     gain = ""
-    if is_connected(network) and base in base_dice:
+    if is_connected(network) and (base := base_of(network)) in base_dice:
         gain = f"{100 * (t['dice']['mean'] - base_dice[base]):+.1f}"
         paired = paired_dice_gain_ci(run / "eval_tight" / "cases.csv", run.parent / base / "eval_tight" / "cases.csv")
         if paired is not None:
@@ -83,6 +87,20 @@ def _epochs_run(log: Path) -> str:
     return epochs[-1] if epochs else "?"
 
 
+def _peer_differences(runs: Path, tags: list[str]) -> list[str]:
+    """Each peer's paired Dice difference to the default network (tight boxes), over lesions and over patients."""
+    reference = catalogue.DEFAULT_NETWORK
+    found = []
+    for tag in [t for t in PEER_TAGS if t in tags]:
+        cases, reference_cases = runs / tag / "eval_tight" / "cases.csv", runs / reference / "eval_tight" / "cases.csv"
+        lesions, patients = (paired_dice_gain_ci(cases, reference_cases, by_patient=flag) for flag in (False, True))
+        if lesions is not None and patients is not None:
+            found.append(f"{display_name(tag)} {points_range(lesions)} over lesions, {points_range(patients)} over patients")
+    if not found:
+        return []
+    return ["", f"Paired Dice difference to {display_name(reference)} (tight boxes, points, 95 % CI): " + "; ".join(found) + "."]
+
+
 def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = TAGS) -> str:
     """The markdown table of ``tags``; ``previous`` maps display names to rows to keep for networks not run here."""
     previous = previous or {}
@@ -98,7 +116,7 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     missing = []
-    for tag in [t for t in TAGS if t in tags]:
+    for tag in [t for t in [*TAGS, *PEER_TAGS] if t in tags]:
         row = _row(tag, runs / tag, base_dice) or previous.get(display_name(tag))
         if row is None:
             missing.append(display_name(tag))
@@ -113,6 +131,7 @@ def table(runs: Path, previous: dict[str, str] | None = None, tags: list[str] = 
     if clustered:
         lines.append("")
         lines.append("Paired gain CIs resampling patients (with all their lesions) instead of lesions: " + "; ".join(clustered) + ".")
+    lines += _peer_differences(runs, tags)
     references = [
         json.loads(summary.read_text()).get("whole_roi")
         for summary in sorted(runs.glob("*/eval_tight/summary.json"))
@@ -144,7 +163,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--write", type=Path, default=None, help="markdown file whose marked table to replace")
     parser.add_argument("--block", default="results", help="name in the markers of the table to replace")
-    parser.add_argument("--tags", nargs="+", default=TAGS, choices=TAGS, metavar="TAG", help="networks of the table (default: all nine)")
+    parser.add_argument("--tags", nargs="+", default=TAGS, choices=[*TAGS, *PEER_TAGS], metavar="TAG",
+                        help=f"networks of the table (default: the nine of compare_models.sh; peers: {', '.join(PEER_TAGS)})")
     args = parser.parse_args()
     if args.write and not args.write.is_file():
         raise SystemExit(f"{args.write}: no such file")

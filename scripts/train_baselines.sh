@@ -20,9 +20,5 @@ echo "$(date -u +%FT%TZ) unet: continue from step $shipped_steps to $steps steps
 echo "$(date -u +%FT%TZ) resunet: from scratch to $steps steps"
 "$repo/scripts/train.sh" resunet "$data" --epochs $(( steps / per_epoch )) > "$repo/runs/resunet.log" 2>&1
 echo "$(date -u +%FT%TZ) dynunet: $dynunet_epochs epochs"
-mkdir -p "$repo/runs/dynunet"
-cd "$repo/monai_bundle"
-python -m monai.bundle run --config_file "['configs/common.yaml','configs/train.yaml','configs/dynunet.yaml']" \
-  --logging_file configs/logging.conf --dataset_dir "$data" --output_dir "$repo/runs/dynunet" --ckpt_dir "$repo/runs/dynunet" \
-  --epochs "$dynunet_epochs" > "$repo/runs/dynunet.log" 2>&1
+"$repo/scripts/train.sh" dynunet "$data" --epochs "$dynunet_epochs" > "$repo/runs/dynunet.log" 2>&1
 echo "$(date -u +%FT%TZ) done"

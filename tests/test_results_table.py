@@ -1,6 +1,7 @@
 """scripts/results_table.py: the comparison table of docs/results.md keeps what it cannot recompute."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,29 @@ def test_compare_models_sh_runs_the_tags_the_table_reads():
     tags = done.stdout.split()
     assert sorted(tags) == sorted(results_table.TAGS)
     assert all(tags.index(results_table.base_of(tag.removesuffix("_noaspp"))) <= tags.index(tag) for tag in tags)  # a base before its Connected runs
+
+
+def _run_folder(runs: Path, tag: str, dice_by_lesion: dict[str, tuple[str, float]]) -> None:
+    """A run folder as scripts/evaluate_shipped.sh and training leave it: model.json, both reports."""
+    folder = runs / tag
+    for kind in ("tight", "loose"):
+        _cases_csv(folder / f"eval_{kind}" / "cases.csv", dice_by_lesion)
+        mean = sum(d for _, d in dice_by_lesion.values()) / len(dice_by_lesion)
+        summary = {
+            "dice": {"mean": mean, "ci": [mean - 0.02, mean + 0.02]}, "iou": {"mean": mean - 0.1, "ci": [mean - 0.12, mean - 0.08]},
+            "iou90_fraction": {"value": 0.0}, "pooled_auc": 0.9,
+        }  # fmt: skip
+        (folder / f"eval_{kind}" / "summary.json").write_text(json.dumps(summary))
+    (folder / "model.json").write_text(json.dumps({"epoch": 3}))
+
+
+def test_a_peer_gets_a_row_and_its_paired_difference_to_the_default_network(tmp_path):
+    """DynUNet (configs/dynunet.yaml) is compared with Connected-ResUNets on the same lesions."""
+    reference = {"a1": ("A", 0.8), "a2": ("A", 0.6), "b1": ("B", 0.7)}
+    _run_folder(tmp_path, "connected_resunets", reference)
+    _run_folder(tmp_path, "dynunet", {lesion: (patient, dice - 0.05) for lesion, (patient, dice) in reference.items()})
+    text = results_table.table(tmp_path, tags=["connected_resunets", "dynunet"])
+    dynunet_row = next(line for line in text.splitlines() if line.startswith("| DynUNet |"))
+    assert "| 0.650 (0.630–0.670) |" in dynunet_row
+    assert dynunet_row.split("|")[2].strip().endswith(" M")  # parameters counted from configs/dynunet.yaml
+    assert "Paired Dice difference to Connected-ResUNets (tight boxes, points, 95 % CI): DynUNet -5.0 to -5.0 over lesions, -5.0 to -5.0 over patients." in text

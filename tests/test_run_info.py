@@ -19,7 +19,7 @@ from conftest import kept_rng_state
 
 from connected_unets import __version__, runinfo
 from connected_unets.networks import get_network
-from connected_unets.precision import resolve_precision
+from connected_unets.precision import resolve_channels_last, resolve_precision
 
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
 CONFIGS = BUNDLE / "configs"
@@ -69,6 +69,7 @@ def test_training_writes_run_json_beside_its_outputs(training_record):
     assert record["kind"] == "train"
     assert record["seed"] == 3
     assert record["precision"] == resolve_precision("auto", "cpu")  # train.yaml's train_precision
+    assert record["channels_last"] is resolve_channels_last("auto", "cpu")  # common.yaml's use_channels_last
     assert (folder / "connected_resunets_train_state.pt").is_file()
     assert not temporary_files(folder)
     started = datetime.datetime.fromisoformat(record["started_utc"])

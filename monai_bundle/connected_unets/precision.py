@@ -6,8 +6,10 @@ bf16 units (an AMD EPYC with AVX2 only) bf16 is emulated and slower than fp32. `
 in the configs asks :func:`resolve_precision`, which decides from what the CPU reports (measured in
 ``docs/benchmarks.md``, ``scripts/benchmark_training.py``).
 
-channels_last (NHWC) helps oneDNN's convolutions on every CPU measured, so it is on by default; it
-changes no value, only strides.
+channels_last (NHWC) changes no value, only strides, and its speed depends on the CPU too: a training
+step runs 1.33-1.37x faster in fp32 (3.4-3.9x with bf16) on the AMX Xeon, but 0.77-0.94x as fast on
+the AVX2-only AMD EPYC (``docs/benchmarks.md``). ``channels_last: auto`` asks
+:func:`resolve_channels_last`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRECISIONS", "PrecisionInferer", "cpu_has_fast_bf16", "cpu_model", "resolve_precision", "to_memory_format"]
+__all__ = [
+    "PRECISIONS",
+    "PrecisionInferer",
+    "cpu_has_fast_bf16",
+    "cpu_model",
+    "resolve_channels_last",
+    "resolve_precision",
+    "to_memory_format",
+]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -61,8 +71,34 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 
+def resolve_channels_last(channels_last: bool | str, device: torch.device | str) -> bool:
+    """Whether to run NHWC for ``channels_last`` in ``auto|true|false`` (a bool, or its word as a
+    command line gives it: ``--channels_last false`` arrives as the string 'false').
+
+    ``auto`` is NHWC on a CUDA GPU and on a CPU whose torch kernels use AVX-512 (faster there), and
+    NCHW elsewhere (slower on AVX2-only CPUs; unmeasured on others, so the network as built)."""
+    if isinstance(channels_last, str) and channels_last.strip().lower() in ("auto", "true", "false"):
+        channels_last = {"true": True, "false": False}.get(channels_last.strip().lower(), "auto")
+    if isinstance(channels_last, bool):
+        return channels_last
+    if channels_last != "auto":
+        raise ValueError(f"channels_last {channels_last!r}: choose auto, true or false")
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def _checked_flag(channels_last: object) -> bool:
+    """``channels_last`` as resolved (a bool): a word such as 'false' would silently count as true."""
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last {channels_last!r}: expected true or false (resolve 'auto' with connected_unets.precision.resolve_channels_last)")
+    return channels_last
+
+
 def to_memory_format(network: nn.Module, channels_last: bool) -> nn.Module:
     """``network`` with its 4-D parameters in channels_last (NHWC) or contiguous (NCHW) strides."""
+    channels_last = _checked_flag(channels_last)
     return network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -79,7 +115,7 @@ class PrecisionInferer(Inferer):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {precision!r}: resolve 'auto' first (connected_unets.precision.resolve_precision)")
         self.precision = precision
-        self.channels_last = bool(channels_last)
+        self.channels_last = _checked_flag(channels_last)
         self.inner = inner
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -164,12 +164,14 @@ def write_run_info(
     datalist_file: str | Path,
     dataset_dir: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
+    channels_last: bool | None = None,
 ) -> Path | None:
     """Write ``<output_dir>/run.json`` atomically (rank 0 only) and return its path.
 
     ``kind``: ``train`` or ``evaluate``; ``precision``: the resolved arithmetic of the network
-    (train.yaml's ``train_precision``; evaluation scores in fp32). ``config`` defaults to the
-    merged config of the bundle run whose ``initialize`` calls this."""
+    (train.yaml's ``train_precision``; evaluation scores in fp32); ``channels_last``: the resolved
+    memory format (common.yaml's ``use_channels_last``), where the run chose one. ``config``
+    defaults to the merged config of the bundle run whose ``initialize`` calls this."""
     if not is_main_process():
         return None
     record = {
@@ -178,6 +180,7 @@ def write_run_info(
         "argv": sys.argv,
         "seed": seed,
         "precision": precision,
+        **({} if channels_last is None else {"channels_last": bool(channels_last)}),
         "machine": machine(device),
         "versions": package_versions(),
         "git": git_commit(),
