@@ -294,7 +294,7 @@ def refusals(tmp_path_factory, start_bundle, dataset):
     """Three runs that must stop in `initialize`, side by side: a ckpt_dir under a file, resuming
     from a state of another network (with the last run's files beside it), init_weights of another
     network. Returns {name: (RunFolders, started process, files before)}."""
-    made = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights")}
+    made = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights", "other_settings")}
     (made["unwritable"].root / "file").write_text("")
     other = made["other_state"]
     for folder in (other.output_dir, other.ckpt_dir):
@@ -304,13 +304,19 @@ def refusals(tmp_path_factory, start_bundle, dataset):
     (other.ckpt_dir / "model.json").write_text('{"metric": "val_mean_dice", "score": 0.5, "epoch": 1}')
     other.train_log.write_text("utc,epoch,iteration,loss,wall_s,cpu_s\n2026-01-01T00:00:00Z,1,1,0.5,0.1,0.1\n")
     before = {p: p.read_bytes() for p in [other.state_file, other.model, other.ckpt_dir / "model.json", other.train_log]}
+    changed = made["other_settings"]  # this network's state, but the run started at another learning rate
+    changed.output_dir.mkdir(parents=True)
+    torch.save(training_state(tiny_network()), changed.state_file)
+    (changed.output_dir / "run.json").write_text(json.dumps({"kind": "train", "config": {"learning_rate": 0.001, "epochs": 7}}))
     extra = {
         "unwritable": ["--ckpt_dir", str(made["unwritable"].root / "file" / "models")],
         "other_state": [],
         "other_weights": ["--init_weights", str(BUNDLE / "models" / "unet.pt")],
+        "other_settings": [],
     }
     started = {n: start_bundle(train_args(made[n].root, 1, *extra[n], dataset=dataset), check=False) for n in made}
-    yield {n: (made[n], started[n], before if n == "other_state" else {}) for n in made}
+    before_changed = {p: p.read_bytes() for p in [changed.state_file, changed.output_dir / "run.json"]}
+    yield {n: (made[n], started[n], {"other_state": before, "other_settings": before_changed}.get(n, {})) for n in made}
     for process in started.values():
         process.kill()
 
@@ -342,6 +348,24 @@ def test_init_weights_of_another_network_are_one_line(refusals):
     folders, process, _ = refusals["other_weights"]
     assert_one_line_refusal(process, r"^error: \S+/models/unet.pt: init_weights are not weights of this ConnectedResUNets \(")
     assert not folders.state_file.exists() and not folders.model.exists()
+
+
+def test_resuming_with_other_settings_than_the_run_started_with_is_one_line_and_touches_nothing(refusals):
+    """E.g. scripts/compare_synthetic.sh run again with another INIT would carry on the old run as the new one."""
+    folders, process, before = refusals["other_settings"]
+    expected = rf"^error: {re.escape(str(folders.output_dir))}: the run there started with other settings \(learning_rate 0.001 -> 0.0001\); resume it with"
+    assert_one_line_refusal(process, expected)
+    assert {p: p.read_bytes() for p in before} == before  # run.json still says how the run started
+
+
+def test_the_settings_check_compares_what_makes_a_run(tmp_path):
+    started = {"learning_rate": 0.0001, "box_loosen": [-0.05, 0.4], "epochs": 10, "seed": 0}
+    (tmp_path / "run.json").write_text(json.dumps({"config": started}))
+    preflight.check_resume_settings(tmp_path, config={**started, "epochs": 40, "box_loosen": (-0.05, 0.4)})  # more epochs: extending it
+    preflight.check_resume_settings(tmp_path, config={**started, "init_weights": "model.pt"})  # a key the record lacks
+    preflight.check_resume_settings(tmp_path / "no_record", config=started)  # a run older than run.json
+    with pytest.raises(preflight.SetupError, match=r"other settings \(seed 0 -> 1; box_loosen \[-0.05, 0.4\] -> \[0.0, 0.3\]\)"):
+        preflight.check_resume_settings(tmp_path, config={**started, "box_loosen": [0.0, 0.3], "seed": 1})
 
 
 # --------------------------------------------------------------------------- evaluation exit status

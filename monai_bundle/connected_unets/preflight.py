@@ -8,6 +8,7 @@ after the data has loaded (or at the end of the first epoch) with a long traceba
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import re
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SetupError",
+    "check_resume_settings",
     "check_resume_state",
     "check_weights",
     "check_writable",
@@ -153,6 +155,48 @@ def check_resume_state(path: str | Path, network: torch.nn.Module) -> None:
         raise SetupError(
             f"{path}: not a training state of this {type(_bare(network)).__name__} ({mismatch}); resume it with the "
             "--network_name and network settings that wrote it, or train into another --output_dir"
+        )
+
+
+#: train.yaml's keys that make a run what it is: resuming with another value would silently mix two
+#: runs (``epochs`` may grow: a run is extended by resuming it with more)
+RUN_DEFINING_KEYS = (
+    "network_name", "dataset_dir", "datalist_file", "synthetic_datalist", "init_weights", "learning_rate",
+    "lr_schedule", "batch_size", "epoch_length", "seed", "bn_momentum", "box_loosen", "box_loosen_prob",
+    "rotate_prob", "clahe_prob",
+)  # fmt: skip
+
+
+def _as_text(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def check_resume_settings(output_dir: str | Path, keys: tuple[str, ...] = RUN_DEFINING_KEYS, config: Mapping[str, Any] | None = None) -> None:
+    """Refuse to resume the run in ``output_dir`` with other values of ``keys`` than its
+    ``run.json`` says it started with (as written in the configs and on the command line), e.g. a rerun of
+    ``scripts/compare_synthetic.sh`` with another ``INIT``, which would otherwise carry on the old
+    run as if it were the new one. ``config`` defaults to the merged config of the bundle run that
+    calls this. Without a record (a run older than run.json) there is nothing to compare."""
+    from .runinfo import RUN_INFO, evaluating_config
+
+    record_file = Path(output_dir) / RUN_INFO
+    try:
+        started = json.loads(record_file.read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        started = None
+    current = config if config is not None else evaluating_config()
+    if not isinstance(started, Mapping) or current is None:
+        logger.info("%s: no record of the settings the run started with; resuming without comparing them", record_file)
+        return
+    changed = [  # a key the record lacks came with a later version: nothing to compare
+        f"{key} {started[key]!r} -> {current.get(key)!r}"
+        for key in keys
+        if key in started and _as_text(started[key]) != _as_text(current.get(key))
+    ]  # fmt: skip
+    if changed:
+        raise SetupError(
+            f"{record_file.parent}: the run there started with other settings ({'; '.join(changed)}); resume it with "
+            "the settings it started with, or train into another --output_dir (or delete that folder) to start over"
         )
 
 

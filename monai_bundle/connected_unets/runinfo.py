@@ -31,7 +31,7 @@ from .io import atomic_output
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_INFO", "data_checksums", "git_commit", "machine", "package_versions", "write_run_info"]
+__all__ = ["RUN_INFO", "data_checksums", "evaluating_config", "git_commit", "machine", "package_versions", "write_run_info"]
 
 RUN_INFO = "run.json"
 FILE_KEYS = ("image", "label")  # the datalist entries that name files (monai.data.load_decathlon_datalist)
@@ -138,7 +138,7 @@ def machine(device: str | torch.device) -> dict[str, Any]:
     return info
 
 
-def _evaluating_config() -> dict[str, Any] | None:
+def evaluating_config() -> dict[str, Any] | None:
     """The merged config of the MONAI ConfigParser evaluating the expression that called us.
 
     MONAI hands an expression no handle on its parser, so it is found on the call stack (the
@@ -185,7 +185,7 @@ def write_run_info(
         "versions": package_versions(),
         "git": git_commit(),
         "data": data_checksums(datalist_file, dataset_dir),
-        "config": dict(config) if config is not None else _evaluating_config(),
+        "config": dict(config) if config is not None else evaluating_config(),
     }
     path = Path(output_dir) / RUN_INFO
     with atomic_output(path) as tmp:
