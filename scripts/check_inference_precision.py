@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from connected_unets.bundle import DEFAULT_NETWORK, weights_file
-from connected_unets.inference import Segmenter, file_sha256
+from connected_unets.inference import Segmenter
+from connected_unets.io import file_sha256
 from connected_unets.io import atomic_output, load_image, load_mask
 from connected_unets.metrics import dice
 from connected_unets.precision import cpu_has_fast_bf16, cpu_model

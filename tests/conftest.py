@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,9 @@ SAMPLE_DATA = BUNDLE / "sample_data"  # 6 CDD-CESM DM images with mass-only mask
 SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", str(REPO.parent / "shared"))).resolve()
 
 TAIL_LINES = 40
+# the fast path's verdict cache (connected_unets.fast_verdicts) of this test session, not the user's;
+# subprocesses inherit it
+os.environ.setdefault("CONNECTED_UNETS_CACHE", tempfile.mkdtemp(prefix="connected-unets-test-cache-"))
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:

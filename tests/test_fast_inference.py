@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from connected_unets.fast import (
     max_abs_difference,
     optimize_for_inference,
 )
+from connected_unets import fast_verdicts
 from connected_unets.bundle import open_config, shipped_networks, weights_file
 from connected_unets.inference import Segmenter
 from connected_unets.io import load_image, load_mask
@@ -92,6 +94,51 @@ def test_an_inexact_fast_path_falls_back_to_the_plain_network(caplog):
     assert chosen is network and not chosen.training
     assert "using the plain network" in caplog.text
     assert isinstance(fast_if_equivalent(network, "cpu"), FastNetwork)
+
+
+def _saved(network, path):
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def test_a_remembered_verdict_is_taken_instead_of_probing(tmp_path, monkeypatch):
+    """The probe's measured difference is kept per weights, code and machine; the next load takes it."""
+    monkeypatch.setenv(fast_verdicts.CACHE_ENV, str(tmp_path / "cache"))
+    network = trained_like("resunet")
+    key = fast_verdicts.verdict_key(_saved(network, tmp_path / "weights.pt"), network, "cpu")
+    assert isinstance(fast_if_equivalent(network, "cpu", key=key), FastNetwork)
+    measured = fast_verdicts.recall(key)
+    assert measured is not None and 0 <= measured <= 1e-4
+    fast_verdicts.remember(key, 1.0)  # a record saying the fast copy differs: it must be believed, not re-probed
+    assert fast_if_equivalent(network, "cpu", key=key) is network
+    assert json.loads((tmp_path / "cache" / "fast_path.json").read_text()) == {key: 1.0}
+
+
+def test_the_key_names_the_weights_bytes_not_their_path(tmp_path):
+    network = trained_like("resunet")
+    first = fast_verdicts.verdict_key(_saved(network, tmp_path / "a.pt"), network, "cpu")
+    shutil.copy(tmp_path / "a.pt", tmp_path / "copy.pt")  # (torch.save writes the file's name into it)
+    assert fast_verdicts.verdict_key(tmp_path / "copy.pt", network, "cpu") == first
+    with torch.no_grad():
+        next(network.parameters()).add_(1.0)
+    assert fast_verdicts.verdict_key(_saved(network, tmp_path / "c.pt"), network, "cpu") != first
+
+
+def test_a_cache_that_cannot_be_written_is_passed_over(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv(fast_verdicts.CACHE_ENV, str(tmp_path / "file" / "cache"))  # a folder under a file
+    network = trained_like("resunet")
+    key = fast_verdicts.verdict_key(_saved(network, tmp_path / "weights.pt"), network, "cpu")
+    assert isinstance(fast_if_equivalent(network, "cpu", key=key), FastNetwork)
+    assert fast_verdicts.recall(key) is None
+
+
+def test_loading_the_shipped_model_twice_probes_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(fast_verdicts.CACHE_ENV, str(tmp_path))
+    for _ in range(2):
+        assert isinstance(Segmenter.from_bundle(device="cpu").network, FastNetwork)
+    verdicts = json.loads((tmp_path / "fast_path.json").read_text())
+    assert len(verdicts) == 1 and 0 <= next(iter(verdicts.values())) <= 1e-4
 
 
 @pytest.mark.slow

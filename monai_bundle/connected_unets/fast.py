@@ -199,17 +199,28 @@ def _in_channels(network: nn.Module) -> int:
 
 
 def fast_if_equivalent(
-    network: nn.Module, device: str | torch.device = "cpu", tolerance: float = 1e-4, size: int = 64
+    network: nn.Module, device: str | torch.device = "cpu", tolerance: float = 1e-4, size: int = 64, key: str | None = None
 ) -> nn.Module:
     """:func:`optimize_for_inference` of ``network`` if its probabilities on a seeded random
     (2, C, size, size) probe differ from the plain network's by at most ``tolerance``, else the
-    plain network (in eval mode, on ``device``) with a warning: the fast path may never change a mask."""
+    plain network (in eval mode, on ``device``) with a warning: the fast path may never change a mask.
+
+    ``key`` (:func:`connected_unets.fast_verdicts.verdict_key`) names the weights, code and machine:
+    a verdict already measured under it is taken instead of probing again, and a new one is kept."""
+    from . import fast_verdicts
+
     device = torch.device(device)
     plain = network.eval().to(device)
     fast = optimize_for_inference(plain, device)
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.rand(2, _in_channels(plain), size, size, generator=generator).to(device)
-    difference = max_abs_difference(plain, fast, probe)
+    difference = fast_verdicts.recall(key) if key is not None else None
+    if difference is None:
+        generator = torch.Generator().manual_seed(0)
+        probe = torch.rand(2, _in_channels(plain), size, size, generator=generator).to(device)
+        difference = max_abs_difference(plain, fast, probe)
+        if key is not None:
+            fast_verdicts.remember(key, difference)
+    else:
+        logger.debug("fast inference path: verdict of an earlier probe of these weights on this machine (%.2e)", difference)
     if difference <= tolerance:
         logger.debug("fast inference path: max |probability difference| %.2e on the probe", difference)
         return fast

@@ -7,7 +7,6 @@ same mask for the same image and boxes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -22,6 +21,8 @@ from monai.inferers import Inferer
 
 from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_weights
 from .fast import FastNetwork, fast_if_equivalent
+from .fast_verdicts import verdict_key
+from .io import file_sha256
 from .precision import resolve_precision
 from .mass_check import covers_image, image_range_fraction, mass_contrast
 from .roi import MarginRule, expand_box, mask_box, validate_box
@@ -375,7 +376,7 @@ def build_segmenter(
     ``detection_threshold``)."""
     load_weights(network, weights)
     if fast:
-        network = fast_if_equivalent(network, device)
+        network = fast_if_equivalent(network, device, key=verdict_key(weights, network, device))
     resolved = resolve_precision(str(precision), device)
     if str(precision) == "auto" and resolved == "bf16" and not bf16_verified(weights):
         logger.info("%s: no record that bf16 masks match fp32 for these weights; inference runs in fp32", weights)
@@ -509,11 +510,3 @@ def bf16_verified(weights: str | Path) -> bool:
     if not isinstance(record, Mapping) or not record.get("passed"):
         return False
     return record.get("weights_sha256") == file_sha256(weights) and record.get("torch") == torch.__version__
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,6 +13,7 @@ Every write goes through :func:`atomic_output`, so a crash never leaves a half-w
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import math
 import os
@@ -142,6 +143,15 @@ def save_mask(mask: np.ndarray, path: str | Path, reference: LoadedImage | None 
 
             nib.save(_mask_nifti(binary, reference), tmp)
     return target
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks: what names a weights file in the records beside it."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager
