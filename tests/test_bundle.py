@@ -368,3 +368,12 @@ def test_distributed_validation_scores_all_lesions_of_both_ranks(distributed, tm
 def test_distributed_training_state_can_be_resumed(distributed):
     state = load_state(distributed.state_file)
     assert list(state["model"]) == list(tiny_network().state_dict())
+
+
+def test_a_yes_no_setting_must_be_a_bool():
+    """bundle.check_flags, which every config's initialize and the Segmenter call for their yes/no keys."""
+    from connected_unets.bundle import check_flags
+
+    check_flags(resume=True, fast=False)
+    with pytest.raises(ValueError, match=r"^fast 'false': expected True or False \(on the command line `--fast False`"):
+        check_flags(resume=True, fast="false")

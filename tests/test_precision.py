@@ -40,3 +40,4 @@ def test_the_memory_format_changes_strides_not_values():
     after = to_memory_format(conv, True)
     assert after.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(PrecisionInferer("fp32", True)(x, after), before, atol=1e-6)
+

@@ -294,7 +294,7 @@ def refusals(tmp_path_factory, start_bundle, dataset):
     """Three runs that must stop in `initialize`, side by side: a ckpt_dir under a file, resuming
     from a state of another network (with the last run's files beside it), init_weights of another
     network. Returns {name: (RunFolders, started process, files before)}."""
-    made = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights", "other_settings")}
+    made = {name: RunFolders(tmp_path_factory.mktemp(name)) for name in ("unwritable", "other_state", "other_weights", "other_settings", "word_flag")}
     (made["unwritable"].root / "file").write_text("")
     other = made["other_state"]
     for folder in (other.output_dir, other.ckpt_dir):
@@ -313,6 +313,7 @@ def refusals(tmp_path_factory, start_bundle, dataset):
         "other_state": [],
         "other_weights": ["--init_weights", str(BUNDLE / "models" / "unet.pt")],
         "other_settings": [],
+        "word_flag": ["--resume", "false"],  # fire passes the word on: Python would take it as true
     }
     started = {n: start_bundle(train_args(made[n].root, 1, *extra[n], dataset=dataset), check=False) for n in made}
     before_changed = {p: p.read_bytes() for p in [changed.state_file, changed.output_dir / "run.json"]}
@@ -356,6 +357,12 @@ def test_resuming_with_other_settings_than_the_run_started_with_is_one_line_and_
     expected = rf"^error: {re.escape(str(folders.output_dir))}: the run there started with other settings \(learning_rate 0.001 -> 0.0001\); resume it with"
     assert_one_line_refusal(process, expected)
     assert {p: p.read_bytes() for p in before} == before  # run.json still says how the run started
+
+
+def test_a_yes_no_setting_given_as_a_word_is_one_line(refusals):
+    folders, process, _ = refusals["word_flag"]
+    assert_one_line_refusal(process, r"^error: resume 'false': expected True or False \(on the command line `--resume False`")
+    assert not folders.state_file.exists()
 
 
 def test_the_settings_check_compares_what_makes_a_run(tmp_path):

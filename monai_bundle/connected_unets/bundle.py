@@ -29,6 +29,7 @@ __all__ = [
     "PEERS",
     "base_network",
     "bundle_dir",
+    "check_flags",
     "config_files",
     "detector_weights_file",
     "display_name",
@@ -210,6 +211,14 @@ def config_files(names: Sequence[str], bundle: str | Path | None = None) -> list
         if not file.is_file():
             raise FileNotFoundError(f"{file}: not found; is {configs.parent} a Connected-UNets bundle?")
     return files
+
+
+def check_flags(**flags: object) -> None:
+    """A one-line ValueError for a yes/no setting that is not a bool: on ``monai.bundle run``'s
+    command line ``--resume false`` arrives as the word 'false', which Python takes as true."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} {value!r}: expected True or False (on the command line `--{name} False`; a word would count as true)")
 
 
 def open_config(names: Sequence[str], bundle: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Any:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from monai.inferers import Inferer
 
-from .bundle import DEFAULT_NETWORK, display_name, open_config, parsed, resolve_device, shipped_weights
+from .bundle import DEFAULT_NETWORK, check_flags, display_name, open_config, parsed, resolve_device, shipped_weights
 from .fast import FastNetwork, fast_if_equivalent
 from .fast_verdicts import verdict_key
 from .io import file_sha256
@@ -374,6 +374,9 @@ def build_segmenter(
     ``detector_weights`` and ``detection_threshold`` (a number, or ``auto``: the weights' record)
     are what :meth:`Segmenter.detect` loads when first asked (common.yaml's ``detector_file`` and
     ``detection_threshold``)."""
+    check_flags(fast=fast, amp=amp)
+    if not isinstance(tta, (bool, int)):
+        raise ValueError(f"tta {tta!r}: True, False or a number of views 1..{len(VIEWS)}")
     load_weights(network, weights)
     if fast:
         network = fast_if_equivalent(network, device, key=verdict_key(weights, network, device))

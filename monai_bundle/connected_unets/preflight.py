@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SetupError",
+    "check_flags",
     "check_resume_settings",
     "check_resume_state",
     "check_weights",
@@ -156,6 +157,16 @@ def check_resume_state(path: str | Path, network: torch.nn.Module) -> None:
             f"{path}: not a training state of this {type(_bare(network)).__name__} ({mismatch}); resume it with the "
             "--network_name and network settings that wrote it, or train into another --output_dir"
         )
+
+
+def check_flags(**flags: object) -> None:
+    """:func:`connected_unets.bundle.check_flags` as a :class:`SetupError` (one line from a config's ``initialize``)."""
+    from .bundle import check_flags as check
+
+    try:
+        check(**flags)
+    except ValueError as err:
+        raise SetupError(str(err)) from None
 
 
 #: train.yaml's keys that make a run what it is: resuming with another value would silently mix two
