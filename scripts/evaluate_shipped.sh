@@ -8,11 +8,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 network=${1:-connected_resunets}
 weights=${2:-$(python -c 'import sys; from connected_unets.bundle import weights_file; print(weights_file(sys.argv[1]))' "$network")}
 [ -d "$repo/runs/data/cdd_cesm_dm" ] || python "$repo/scripts/prepare_shipped_training_data.py"
+eval_out=$(realpath -m "${EVAL_OUT:-$repo/runs/eval/$network}")  # before the cd: a relative EVAL_OUT is the caller's
 cd "$repo/monai_bundle"
 configs="'configs/common.yaml','configs/train.yaml','configs/evaluate.yaml'"
 [ -f "configs/$network.yaml" ] && configs+=",'configs/$network.yaml'"  # a peer of the catalogue (dynunet)
 for boxes in tight:0.0 loose:0.3; do
-  out="${EVAL_OUT:-$repo/runs/eval/$network}/${boxes%%:*}"
+  out="$eval_out/${boxes%%:*}"
   mkdir -p "$out"
   python -m monai.bundle run --config_file "[$configs]" \
     --logging_file configs/logging.conf --network_name "$network" --model_file "$weights" \
