@@ -2,7 +2,8 @@
 
 Each repeat runs, in fresh processes and interleaved: ``python -c "import torch"`` (the floor any
 PyTorch command pays, the baseline of the ratios), ``python -c "import monai"``, the whole
-``connected-unets segment IMAGE --box ... --out ...`` and one process that stamps the stages
+``connected-unets segment IMAGE --box ... --out ...`` (lean: ``connected_unets.lean_imports``), the same
+command run by ``cli.main`` with every import (what it cost before) and one process that stamps the stages
 (import of the CLI, import of the Segmenter with torch and MONAI, ``Segmenter.from_bundle``, one
 ``segment_rois``). Prints a markdown table of medians.
 
@@ -31,6 +32,7 @@ STAGES = """
 import json, sys, time
 t0 = time.perf_counter()
 import connected_unets.cli
+connected_unets.cli.refuse_unused_imports()  # as the console command does for segment
 t1 = time.perf_counter()
 from connected_unets.inference import Segmenter
 t2 = time.perf_counter()
@@ -40,9 +42,12 @@ t3 = time.perf_counter()
 image = load_image(sys.argv[1])
 segmenter.segment_rois(image.array, [json.loads(sys.argv[2])], value_range=image.value_range)
 t4 = time.perf_counter()
-print(json.dumps({"import connected_unets.cli": t1 - t0, "import connected_unets.inference (torch, MONAI)": t2 - t1,
+print(json.dumps({"import connected_unets.cli": t1 - t0, "import connected_unets.inference (torch, MONAI less its training stack)": t2 - t1,
                   "Segmenter.from_bundle() (config, weights, fast path)": t3 - t2, "segment_rois, one ROI, default options": t4 - t3}))
 """
+
+
+SEGMENT = ("connected-unets segment (end to end)", "the same, every import (cli.main without lean_imports)")
 
 
 def timed(command: list[str]) -> float:
@@ -63,14 +68,16 @@ def main() -> None:
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "python -c 'import monai'": [sys.executable, "-c", "import monai"],
     }
-    walls: dict[str, list[float]] = {name: [] for name in [*commands, "connected-unets segment (end to end)"]}
+    full = "import sys; from connected_unets.cli import main; sys.exit(main(sys.argv[1:]))"  # no lean_imports
+    walls: dict[str, list[float]] = {name: [] for name in [*commands, *SEGMENT]}
     stages: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
         cli = [sys.executable, "-m", "connected_unets.cli", "segment", image, "--box", *map(str, box), "--out", str(Path(folder) / "mask.png")]
         for _ in tqdm(range(args.repeats), desc="rounds"):
             for name, command in commands.items():
                 walls[name].append(timed(command))
-            walls["connected-unets segment (end to end)"].append(timed(cli))
+            walls[SEGMENT[0]].append(timed(cli))
+            walls[SEGMENT[1]].append(timed([sys.executable, "-c", full, *cli[3:]]))
             done = subprocess.run([sys.executable, "-c", STAGES, image, json.dumps(box)], check=True, capture_output=True, text=True)
             stages.append(json.loads(done.stdout.strip().splitlines()[-1]))
     floor = statistics.median(walls["python -c 'import torch'"])

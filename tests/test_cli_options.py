@@ -119,3 +119,48 @@ def test_verbose_after_segment_logs_which_weights_run_where(tmp_path):
     assert f"INFO {weights_file(DEFAULT_NETWORK)} on cpu" in done.stderr  # what -v adds: the model that ran
     quiet = _run("segment", str(IMAGE), "--box", *BOX, "--out", str(tmp_path / "quiet.png"), "--device", "cpu")
     assert quiet.returncode == 0 and "INFO" not in quiet.stderr
+
+
+# --------------------------------------------------------------------------- lean process
+
+_CONSOLE_THEN_MODULES = """
+import sys
+from connected_unets.cli import console
+from connected_unets.lean_imports import UNUSED_BY_INFERENCE
+status = console()
+print("loaded:", [name for name in UNUSED_BY_INFERENCE if name in sys.modules])
+sys.exit(status)
+"""
+
+
+def test_a_segment_process_skips_the_training_stack_and_draws_the_same_mask(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-c", _CONSOLE_THEN_MODULES, "segment", str(IMAGE), "--box", *BOX, "--out", str(tmp_path / "lean.png"), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout  # ignite, matplotlib and scipy.signal stayed out
+    assert main(["segment", str(IMAGE), "--box", *BOX, "--out", str(tmp_path / "full.png"), "--device", "cpu"]) == 0  # this process has them all
+    from connected_unets.io import load_image
+
+    lean, full = load_image(tmp_path / "lean.png").array, load_image(tmp_path / "full.png").array
+    assert lean.any() and np.array_equal(lean, full)
+
+
+def test_a_process_that_already_imported_monai_is_left_as_it_is():
+    import monai  # noqa: F401 - what pytest, Slicer and MONAI Label have done before any segment
+
+    from connected_unets.lean_imports import refuse_unused_imports
+
+    finders = list(sys.meta_path)
+    assert refuse_unused_imports() is False
+    assert sys.meta_path == finders
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    """``connected-unets models | head -1``: the rest of the listing has nowhere to go, and that is fine."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "connected_unets.cli", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # the reader is gone before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 1
+    assert stderr == ""

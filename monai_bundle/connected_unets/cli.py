@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__, cli_synthesize
 from .bundle import DEFAULT_NETWORK, network_names, shipped_networks, shipped_weights, user_error
 from .io import ImageReadError, LoadedImage
+from .lean_imports import refuse_unused_imports
 
 
 def probability(text: str) -> float:
@@ -405,10 +406,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (``connected-unets models | head``): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush does not raise again
+        return 1
     except (ImageReadError, ValueError, FileNotFoundError, OSError) as err:
         print(f"connected-unets: error: {err}", file=sys.stderr)
         return 2
 
 
+# subcommands that only segment: their process need not import MONAI's training stack (lean_imports)
+INFERENCE_ONLY = frozenset({"segment", "demo", "models"})
+
+
+def console() -> int:
+    """The ``connected-unets`` program: ``main`` in a process of its own, kept lean when it only segments."""
+    argv = sys.argv[1:]
+    if argv[:1] and argv[0] in INFERENCE_ONLY:
+        refuse_unused_imports()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
