@@ -29,9 +29,12 @@ SAMPLE_DATA = BUNDLE / "sample_data"  # 6 CDD-CESM DM images with mass-only mask
 SHARED = Path(os.environ.get("CONNECTED_UNETS_SHARED", str(REPO.parent / "shared"))).resolve()
 
 TAIL_LINES = 40
-# the fast path's verdict cache (connected_unets.fast_verdicts) of this test session, not the user's;
-# subprocesses inherit it
-os.environ.setdefault("CONNECTED_UNETS_CACHE", tempfile.mkdtemp(prefix="connected-unets-test-cache-"))
+# the fast path's verdict cache (connected_unets.fast_verdicts) of this test process, not the user's nor
+# another pytest-xdist worker's; subprocesses inherit it
+os.environ["CONNECTED_UNETS_CACHE"] = tempfile.mkdtemp(prefix="connected-unets-test-cache-")
+# pytest-xdist runs the suite in one process per core (pyproject's addopts): one torch thread each
+if "PYTEST_XDIST_WORKER" in os.environ:
+    torch.set_num_threads(1)
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
