@@ -35,6 +35,25 @@ os.environ["CONNECTED_UNETS_CACHE"] = tempfile.mkdtemp(prefix="connected-unets-t
 # pytest-xdist runs the suite in one process per core (pyproject's addopts): one torch thread each
 if "PYTEST_XDIST_WORKER" in os.environ:
     torch.set_num_threads(1)
+# pytest-xdist's --dist loadfile runs a test file in one worker, so that its module fixtures (trained
+# runs, servers, segmented DICOMs) are built once. These files have only cheap fixtures and many slow
+# tests (each front door a process of its own): their tests are spread over the workers instead.
+SPREAD_OVER_WORKERS = frozenset({"test_bad_inputs.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN201 - xdist's scheduler type
+    """loadfile, except for SPREAD_OVER_WORKERS. (xdist's loadgroup marks would say the same, but they
+    change ``item._nodeid``, which pytest 9.2 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileScopeExceptSpread(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if Path(file).name in SPREAD_OVER_WORKERS else file
+
+    return FileScopeExceptSpread(config, log)
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -242,3 +261,4 @@ def kept_rng_state() -> Iterator[None]:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.random.set_rng_state(states[2])
+

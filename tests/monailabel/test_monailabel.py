@@ -319,11 +319,13 @@ def test_a_request_without_boxes_answers_with_the_detected_masses(folder_server,
 
 # --- load -------------------------------------------------------------------------------
 
-REQUESTS, CLIENTS = 50, 4
+# 8 requests (2 rounds of the 4 clients) show that concurrent requests are all answered right; the
+# latency figures of docs/monailabel.md were measured with MONAILABEL_LOAD_REQUESTS=50
+REQUESTS, CLIENTS = int(os.environ.get("MONAILABEL_LOAD_REQUESTS", "8")), 4
 STUDIES = ("P60_L_DM_MLO", "P72_R_DM_CC", "P304_R_DM_MLO", "P264_L_DM_CC")  # 3 JPEGs and a DICOM, 1 or 2 ROIs each
 
 
-def test_50_requests_from_4_concurrent_clients_are_all_answered_correctly(folder_server, folder_cases, segmenter):
+def test_requests_from_4_concurrent_clients_are_all_answered_correctly(folder_server, folder_cases, segmenter):
     cases = [folder_cases[name] for name in STUDIES]
     expected = {case.image_id: reference(case, segmenter)["union"] for case in cases}
     serial = []  # one client alone first (also warms the server: first-call costs are not load)
