@@ -58,12 +58,33 @@ def cpu_name() -> str:
     return cpu_model() + (" (AMX/AVX512-BF16)" if cpu_has_fast_bf16() else " (no bf16 units)")
 
 
+def recorded_setting(run: Path) -> tuple[str | None, str | None]:
+    """The CPU and the precision the run's own run.json records (None where it has no record): the
+    ledger may be written on another machine, and a default would be wrong on a CPU that trains fp32."""
+    record = run / "run.json"
+    if not record.is_file():
+        return None, None
+    info = json.loads(record.read_text())
+    machine = info.get("machine", {})
+    cpu = None
+    if machine.get("cpu"):
+        units = machine.get("cpu_bf16_units")
+        cpu = machine["cpu"] + ("" if units is None else " (AMX/AVX512-BF16)" if units else " (no bf16 units)")
+    precision = None
+    if "precision" in info:
+        precision = {"bf16": "bf16 autocast", "fp32": "fp32"}.get(info["precision"], str(info["precision"]))
+        if "channels_last" in info:
+            precision += ", channels_last" if info["channels_last"] else ", NCHW"
+    return cpu, precision
+
+
 def add(args: argparse.Namespace) -> None:
     """Record the run folder of one finished stretch."""
     run = Path(args.run)
     steps = read_csv(run / f"{args.network}_train_log.csv")
     val = read_csv(run / f"{args.network}_val_log.csv")
     score = json.loads((run / Path(weights_name(args.network)).with_suffix(".json")).read_text())
+    recorded_cpu, recorded_precision = recorded_setting(run)
     stretches = read_csv(STRETCHES) if STRETCHES.is_file() else []
     number = 1 + sum(1 for r in stretches if r["network"] == args.network)
     best_epoch = int(score["epoch"])
@@ -74,7 +95,7 @@ def add(args: argparse.Namespace) -> None:
         "epochs": int(steps[-1]["epoch"]), "best_epoch": best_epoch, "best_step": args.start_step + int(best_row["iteration"]),
         "best_val_dice": f"{float(score['score']):.4f}",
         "wall_h": f"{sum(float(r['wall_s']) for r in steps) / 3600:.2f}", "cpu_h": f"{sum(float(r['cpu_s']) for r in steps) / 3600:.2f}",
-        "cpu": args.cpu or cpu_name(), "precision": args.precision, "start_from": args.start_from,
+        "cpu": args.cpu or recorded_cpu or cpu_name(), "precision": args.precision or recorded_precision or "not recorded", "start_from": args.start_from,
         "committed": "yes" if args.committed else "no", "note": args.note,
     })  # fmt: skip
     LEDGER.mkdir(parents=True, exist_ok=True)
@@ -150,8 +171,8 @@ def main() -> None:
     adding.add_argument("run", type=Path)
     adding.add_argument("--start-step", type=int, required=True, help="cumulative optimizer steps of the weights the stretch started from")
     adding.add_argument("--start-from", default="random initialisation")
-    adding.add_argument("--precision", default="bf16 autocast, channels_last")
-    adding.add_argument("--cpu", default=None, help="default: this machine's CPU")
+    adding.add_argument("--precision", default=None, help="default: what the run's run.json records")
+    adding.add_argument("--cpu", default=None, help="default: what the run's run.json records, else this machine's CPU")
     adding.add_argument("--committed", action="store_true", help="the stretch's best weights were committed to the bundle")
     adding.add_argument("--note", default="")
     adding.set_defaults(run_command=add)

@@ -42,8 +42,8 @@ def finished_run(folder: Path, epochs: int, steps_per_epoch: int, best_epoch: in
     return folder
 
 
-def add(ledger, run: Path, start_step: int, committed: bool) -> None:
-    args = ledger.argparse.Namespace(network="unet", run=run, start_step=start_step, start_from="test", precision="bf16", cpu="test CPU", committed=committed, note="")
+def add(ledger, run: Path, start_step: int, committed: bool, precision: str | None = "bf16", cpu: str | None = "test CPU") -> None:
+    args = ledger.argparse.Namespace(network="unet", run=run, start_step=start_step, start_from="test", precision=precision, cpu=cpu, committed=committed, note="")
     ledger.add(args)
 
 
@@ -63,3 +63,13 @@ def test_render_redraws_the_curve_and_only_the_cards_table(ledger, tmp_path):
     assert card.startswith("# card\n") and card.endswith("\nrest\n") and "old" not in card
     assert "| UNet | 1 |" in card and "92 → 138" in card and "**0.8200**" in card
     assert ledger.PLOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_row_says_the_cpu_and_precision_the_runs_record_says(ledger, tmp_path):
+    """An AVX2 CPU trains fp32 in NCHW (precision and channels_last: auto): the row must not say bf16."""
+    run = finished_run(tmp_path / "one", epochs=1, steps_per_epoch=23, best_epoch=1)
+    record = {"precision": "fp32", "channels_last": False, "machine": {"cpu": "AMD EPYC", "cpu_bf16_units": False}}
+    (run / "run.json").write_text(json.dumps(record))
+    add(ledger, run, start_step=0, committed=False, precision=None, cpu=None)
+    (row,) = ledger.read_csv(ledger.STRETCHES)
+    assert (row["cpu"], row["precision"]) == ("AMD EPYC (no bf16 units)", "fp32, NCHW")
