@@ -54,8 +54,13 @@ def write_csv(path: Path, rows: list[dict], fields: list[str] | tuple[str, ...])
         writer.writerows(rows)
 
 
+def cpu_label(model: str, bf16_units: bool | None) -> str:
+    """The CPU as the ledger names it: its model and whether it has bf16 units (unsaid when unknown)."""
+    return model + ("" if bf16_units is None else " (AMX/AVX512-BF16)" if bf16_units else " (no bf16 units)")
+
+
 def cpu_name() -> str:
-    return cpu_model() + (" (AMX/AVX512-BF16)" if cpu_has_fast_bf16() else " (no bf16 units)")
+    return cpu_label(cpu_model(), cpu_has_fast_bf16())
 
 
 def recorded_setting(run: Path) -> tuple[str | None, str | None]:
@@ -66,10 +71,7 @@ def recorded_setting(run: Path) -> tuple[str | None, str | None]:
         return None, None
     info = json.loads(record.read_text())
     machine = info.get("machine", {})
-    cpu = None
-    if machine.get("cpu"):
-        units = machine.get("cpu_bf16_units")
-        cpu = machine["cpu"] + ("" if units is None else " (AMX/AVX512-BF16)" if units else " (no bf16 units)")
+    cpu = cpu_label(machine["cpu"], machine.get("cpu_bf16_units")) if machine.get("cpu") else None
     precision = None
     if "precision" in info:
         precision = {"bf16": "bf16 autocast", "fp32": "fp32"}.get(info["precision"], str(info["precision"]))

@@ -261,4 +261,3 @@ def kept_rng_state() -> Iterator[None]:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.random.set_rng_state(states[2])
-
