@@ -53,9 +53,12 @@ def test_crop_takes_the_box_plus_the_margin_and_records_it():
     assert d["roi_box"] == [380, 380, 620, 620] and d["image"].shape == (1, 240, 240)
 
 
-@pytest.mark.parametrize("options", [{"extra_margin": -0.5}, {"loosen": (-0.7, 0.4)}, {"extra_margin": float("nan")}])
+@pytest.mark.parametrize(
+    "options",
+    [{"extra_margin": -0.5}, {"loosen": (-0.7, 0.4)}, {"extra_margin": float("nan")}, {"loosen": (-0.3, 0.1), "loosen_common": (-0.3, 0.0)}],
+)
 def test_a_margin_that_would_empty_the_box_is_refused_when_the_crop_is_built(options):
-    with pytest.raises(ValueError, match="must be finite and > -0.5"):
+    with pytest.raises(ValueError, match="must be finite and add up to more than -0.5 per side"):
         CropROId("image", label_key=None, **options)
 
 
@@ -78,6 +81,27 @@ def test_training_loosening_only_ever_grows_the_roi_within_its_range():
         assert 300 <= x0 <= 380 and 300 <= y0 <= 380 and 620 <= x1 <= 700 and 620 <= y1 <= 700
         sizes.append((x1 - x0, y1 - y0))
     assert len(set(sizes)) > 10  # really random
+
+
+def test_common_loosening_grows_all_four_sides_by_one_shared_draw():
+    crop = CropROId("image", label_key=None, prob=1.0, loosen_common=(0.0, 0.4))
+    crop.set_random_state(0)
+    grown = []
+    for _ in range(20):
+        x0, y0, x1, y1 = crop({"image": torch.zeros(1, 1000, 1000), "box": [400, 400, 600, 600]})["roi_box"]
+        assert 400 - x0 == 400 - y0 == x1 - 600 == y1 - 600  # the same margin on every side
+        grown.append(400 - x0)
+    assert min(grown) >= 20 and max(grown) <= 100  # the paper's 10 % margin plus 0..40 % of the box
+    assert len(set(grown)) > 10
+
+
+def test_common_loosening_off_leaves_the_per_side_draws_as_they_were():
+    boxes = []
+    for options in ({}, {"loosen_common": (0.0, 0.0)}):
+        crop = CropROId("image", label_key=None, loosen=(0.0, 0.4), prob=1.0, **options)
+        crop.set_random_state(3)
+        boxes.append([crop({"image": torch.zeros(1, 1000, 1000), "box": [400, 400, 600, 600]})["roi_box"] for _ in range(5)])
+    assert boxes[0] == boxes[1]
 
 
 def test_a_fixed_extra_margin_scores_loose_boxes_deterministically():

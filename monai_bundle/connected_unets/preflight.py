@@ -174,7 +174,7 @@ def check_flags(**flags: object) -> None:
 RUN_DEFINING_KEYS = (
     "network_name", "dataset_dir", "datalist_file", "synthetic_datalist", "init_weights", "learning_rate",
     "lr_schedule", "batch_size", "epoch_length", "seed", "bn_momentum", "box_loosen", "box_loosen_prob",
-    "rotate_prob", "clahe_prob",
+    "box_loosen_common", "rotate_prob", "clahe_prob",
 )  # fmt: skip
 
 

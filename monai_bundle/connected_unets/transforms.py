@@ -75,8 +75,11 @@ class CropROId(MapTransform, RandomizableTransform):
 
     The box comes from ``box_key`` or, when absent, from the bounding box of ``label_key``.
     ``loosen`` = (low, high) draws, with probability ``prob``, an extra margin per side uniformly in
-    that range (fractions of the box size): training against loosely drawn boxes. ``extra_margin``
-    adds a fixed loosening (evaluation of loose boxes). Records the crop as ``roi_box``.
+    that range (fractions of the box size): training against loosely drawn boxes. ``loosen_common``
+    = (low, high) adds, on the same draws, ONE margin for all four sides: a box loose all round, as
+    drawn around the whole mass, is then common in training rather than the rare case of four
+    independent draws. ``extra_margin`` adds a fixed loosening (evaluation of loose boxes). Records
+    the crop as ``roi_box``.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class CropROId(MapTransform, RandomizableTransform):
         min_margin_fraction: float = 0.01,
         loosen: Sequence[float] = (0.0, 0.0),
         prob: float = 0.0,
+        loosen_common: Sequence[float] = (0.0, 0.0),
         extra_margin: float = 0.0,
         allow_missing_keys: bool = False,
     ) -> None:
@@ -97,10 +101,13 @@ class CropROId(MapTransform, RandomizableTransform):
         self.label_key = label_key
         self.rule = MarginRule(relative_margin, min_margin_fraction)
         self.loosen = (float(loosen[0]), float(loosen[1]))
+        self.loosen_common = (float(loosen_common[0]), float(loosen_common[1]))
         self.extra_margin = float(extra_margin)
-        if not -0.5 < min(self.extra_margin, *self.loosen) or not np.isfinite([self.extra_margin, *self.loosen]).all():
+        lowest = self.extra_margin + min(self.loosen) + min(self.loosen_common)
+        if not -0.5 < lowest or not np.isfinite([self.extra_margin, *self.loosen, *self.loosen_common]).all():
             raise ValueError(
-                f"CropROId: extra_margin {self.extra_margin} and loosen {self.loosen} must be finite and > -0.5 "
+                f"CropROId: extra_margin {self.extra_margin}, loosen {self.loosen} and loosen_common {self.loosen_common} "
+                "must be finite and add up to more than -0.5 per side "
                 "(a box shrunk by half its size per side is empty)"
             )
 
@@ -122,6 +129,8 @@ class CropROId(MapTransform, RandomizableTransform):
         extra = np.full(4, self.extra_margin)
         if self._do_transform:
             extra = extra + self.R.uniform(self.loosen[0], self.loosen[1], size=4)
+            if self.loosen_common != (0.0, 0.0):  # no draw otherwise: runs without it keep their random sequence
+                extra = extra + self.R.uniform(*self.loosen_common)
         x0, y0, x1, y1 = expand_box(box, image_shape, self.rule, extra.tolist())
         for key in self.key_iterator(d):
             d[key] = d[key][..., y0:y1, x0:x1]
