@@ -28,8 +28,8 @@ def rows(table: str, name: str) -> dict[str, list[float]]:
     found = {}
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 9 and cells[0].startswith(name):
-            found[cells[1]] = [float(c) for c in cells[2:]]
+        if len(cells) == 10 and cells[0].startswith(name):
+            found[cells[1]] = [float(c) for c in cells[2:9]]
     return found
 
 
@@ -62,6 +62,7 @@ def test_probabilities_are_cached_per_box_kind_and_an_ensemble_of_one_model_twic
     again = analyse(UNET, UNET, cache=cache)
     assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.npz"))] == stamps  # read, not recomputed
     assert rows(again, "mean probability of the 2 models") == rows(table, "unet")
+    assert again.count("| +0.0 (+0.0 to +0.0) |") == 4  # the second UNet and the ensemble, paired with the first, per box kind
 
 
 def test_a_weights_file_of_another_network_is_refused_in_one_line(tmp_path):
