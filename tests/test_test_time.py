@@ -81,4 +81,4 @@ def test_a_refine_share_outside_0_to_1_is_one_line(value):
 
 def test_the_bundle_default_refines_loose_boxes_once(plain):
     default = Segmenter.from_bundle(device="cpu")
-    assert (default.refine_rounds, default.refine_below, default.tta_views) == (1, 0.7, 1)
+    assert (default.refine_rounds, default.refine_below, default.tta_views) == (1, 0.6, 1)
