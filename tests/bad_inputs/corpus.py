@@ -270,12 +270,17 @@ def huge() -> np.ndarray:
     return np.asarray(Image.fromarray(sample_pixels()).resize(HUGE[::-1], Image.BICUBIC))
 
 
+CORNER_GAP = 20  # pixels between the image's corner and the moved mass box
+CORNER_SHIFT = (GOOD_BOX[1] - CORNER_GAP, GOOD_BOX[0] - CORNER_GAP)  # rows, cols
+CORNER_BOX = (0, 0, GOOD_BOX[2] - CORNER_SHIFT[1], GOOD_BOX[3] - CORNER_SHIFT[0])  # the clipped box: (0, 0, 147, 145)
+
+
 def mass_at_corner() -> np.ndarray:
     """The sample rolled so its mass box (175, 142, 302, 267) becomes (20, 20, 147, 145): a box past the
     image's corner that is, once clipped, still drawn round the mass (a box (-20, -20, 302, 267)
     on the sample itself would be 2.4x the mass's width, and whether a mass is found in it is the
     model's call, not the box check's)."""
-    return np.roll(sample_pixels(), (-122, -155), axis=(0, 1))
+    return np.roll(sample_pixels(), (-CORNER_SHIFT[0], -CORNER_SHIFT[1]), axis=(0, 1))
 
 
 def shuffled() -> np.ndarray:
@@ -640,8 +645,8 @@ def _cases() -> list[Case]:
         Case("inverted box", "x0 > x1 and y0 > y1", with_boxes((302, 267, 175, 142)), refused("is empty")),
         Case("negative box", "a box wholly left of and above the image", with_boxes((-100, -100, -10, -10)), refused("lies outside the image")),
         Case("negative corner", "the sample moved so its mass sits 20 px from the top left corner, its box reaching (-20, -20)",
-             in_dataset("sample.png", picture(mass_at_corner, format="PNG"), boxes=((-20, -20, 147, 145),)),
-             each(SEGMENTS, Expect(WRITTEN, boxes=((0, 0, 147, 145),)))),
+             in_dataset("sample.png", picture(mass_at_corner, format="PNG"), boxes=((-CORNER_GAP, -CORNER_GAP, *CORNER_BOX[2:]),)),
+             each(SEGMENTS, Expect(WRITTEN, boxes=(CORNER_BOX,)))),
         Case("fractional box", "the mass box with fractional corners", with_boxes((175.4, 142.6, 301.2, 266.9)),
              each(SEGMENTS, Expect(WRITTEN, found=FOUND, boxes=(GOOD_BOX,), matches=SAME))),
         Case("nan box", "a corner that is NaN", with_boxes((float("nan"), 142, 302, 267)), refused("4 finite numbers")),
@@ -734,7 +739,7 @@ SLICER_EXPECT: dict[str, Expect] = {
     "box partly outside": Expect(WRITTEN, boxes=((175, 142, 512, 267),), warns="clipped to it"),
     "zero-width box": Expect(ERROR, says="covers only 0 x 125 pixels"),
     "negative box": _OUTSIDE,
-    "negative corner": Expect(WRITTEN, boxes=((0, 0, 147, 145),), warns="clipped to it"),
+    "negative corner": Expect(WRITTEN, boxes=(CORNER_BOX,), warns="clipped to it"),
     "fractional box": Expect(WRITTEN, found=FOUND, boxes=(GOOD_BOX,), matches=SAME),
     "nan box": Expect(ERROR, says="not a finite number"),
     "one good box, one outside": Expect(ERROR, says="ROI 'R2' lies outside the image"),
